@@ -1,0 +1,4 @@
+export default {
+  projects: ['<rootDir>/packages/*/jest.config.js'],
+  collectCoverageFrom: ['packages/*/src/**/*.ts'],
+};

@@ -1,0 +1,167 @@
+/**
+ * policy-codec - the Postfix policy delegation wire format (SMTPD_POLICY_README,
+ * attr_scan_plain.c / attr_print_plain.c).
+ *
+ * A request or reply is `name=value\n` lines ended by an empty line. LF only:
+ * Postfix has no CR handling, so a CR we send becomes part of a value (pitfall
+ * C.23). A name is split at the first `=`; the value may contain `=`.
+ *
+ * The decoder is incremental: bytes may arrive split anywhere and several
+ * requests may arrive in one read. It never throws on peer input; it returns
+ * results, and after the first error it stays failed (the caller closes the
+ * connection: Postfix retries and then applies its default action).
+ *
+ * LIMITATIONS: values are decoded as UTF-8; invalid sequences become U+FFFD,
+ * which is fine for matching but means a value is not byte-exact. Repeated
+ * attributes keep the last value (the protocol allows either).
+ */
+
+import { isKnownPolicyAttribute, type PolicyRequest } from './policy-attributes.js';
+
+export interface PolicyLimits {
+  /** Longest line, `name=value` without its LF. 4 x Postfix's line_length_limit. */
+  readonly maxLineBytes: number;
+  /** Most attribute lines in one request (Postfix 3.12 sends 32). */
+  readonly maxAttributes: number;
+  /** Largest request, all lines included. */
+  readonly maxRequestBytes: number;
+}
+
+export const DEFAULT_POLICY_LIMITS: PolicyLimits = {
+  maxLineBytes: 8192,
+  maxAttributes: 256,
+  maxRequestBytes: 65536,
+};
+
+export type PolicyErrorCode =
+  | 'line-too-long'
+  | 'too-many-attributes'
+  | 'request-too-large'
+  | 'missing-equals'
+  | 'empty-name'
+  | 'nul-byte';
+
+export type PolicyDecodeResult =
+  | { readonly kind: 'request'; readonly request: PolicyRequest }
+  | { readonly kind: 'error'; readonly code: PolicyErrorCode; readonly detail: string };
+
+export interface PolicyDecoder {
+  /** Feed bytes; returns every request completed by them, then at most one error. */
+  push(chunk: Uint8Array): PolicyDecodeResult[];
+  /** Bytes held that do not yet form a whole request. */
+  readonly pendingBytes: number;
+  readonly failed: boolean;
+}
+
+const LF = 0x0a;
+const EQUALS = 0x3d;
+const NUL = 0x00;
+
+/** createPolicyDecoder - an incremental decoder for requests (or replies: same grammar). */
+export function createPolicyDecoder(limits: PolicyLimits = DEFAULT_POLICY_LIMITS): PolicyDecoder {
+  let pending: Buffer | undefined;
+  let current = newRequest();
+  let attributeCount = 0;
+  let requestBytes = 0;
+  let failed = false;
+
+  function fail(out: PolicyDecodeResult[], code: PolicyErrorCode, detail: string): PolicyDecodeResult[] {
+    failed = true;
+    pending = undefined;
+    out.push({ kind: 'error', code, detail });
+    return out;
+  }
+
+  function push(chunk: Uint8Array): PolicyDecodeResult[] {
+    const out: PolicyDecodeResult[] = [];
+    if (failed) return out;
+    const input = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    const buf = pending === undefined ? input : Buffer.concat([pending, input]);
+    let lineStart = 0;
+    for (;;) {
+      const nl = buf.indexOf(LF, lineStart);
+      if (nl < 0) break;
+      const lineLength = nl - lineStart;
+      requestBytes += lineLength + 1;
+      if (lineLength > limits.maxLineBytes) {
+        return fail(out, 'line-too-long', `line of ${lineLength} bytes exceeds ${limits.maxLineBytes}`);
+      }
+      if (requestBytes > limits.maxRequestBytes) {
+        return fail(out, 'request-too-large', `request exceeds ${limits.maxRequestBytes} bytes`);
+      }
+      if (lineLength === 0) {
+        out.push({ kind: 'request', request: current });
+        current = newRequest();
+        attributeCount = 0;
+        requestBytes = 0;
+      } else {
+        if (++attributeCount > limits.maxAttributes) {
+          return fail(out, 'too-many-attributes', `more than ${limits.maxAttributes} attributes`);
+        }
+        const eq = buf.indexOf(EQUALS, lineStart);
+        if (eq < 0 || eq > nl) {
+          return fail(out, 'missing-equals', `line without "=": ${preview(buf, lineStart, nl)}`);
+        }
+        if (eq === lineStart) return fail(out, 'empty-name', `line with an empty name: ${preview(buf, lineStart, nl)}`);
+        const nul = buf.indexOf(NUL, lineStart);
+        if (nul >= 0 && nul < nl) return fail(out, 'nul-byte', `NUL byte in line: ${preview(buf, lineStart, nl)}`);
+        const name = buf.toString('latin1', lineStart, eq);
+        const value = buf.toString('utf8', eq + 1, nl);
+        if (isKnownPolicyAttribute(name)) current[name] = value;
+        else current.unknown[name] = value;
+      }
+      lineStart = nl + 1;
+    }
+    const restLength = buf.length - lineStart;
+    if (restLength > limits.maxLineBytes) {
+      return fail(out, 'line-too-long', `line of more than ${limits.maxLineBytes} bytes`);
+    }
+    if (requestBytes + restLength > limits.maxRequestBytes) {
+      return fail(out, 'request-too-large', `request exceeds ${limits.maxRequestBytes} bytes`);
+    }
+    // Copy the tail so we never pin a large socket buffer for a few bytes.
+    pending = restLength === 0 ? undefined : Buffer.from(buf.subarray(lineStart));
+    return out;
+  }
+
+  return {
+    push,
+    get pendingBytes() {
+      return (pending?.length ?? 0) + requestBytes;
+    },
+    get failed() {
+      return failed;
+    },
+  };
+}
+
+function newRequest(): PolicyRequest {
+  // A null-prototype bag: `__proto__=x` from a peer is just an unknown attribute.
+  return { unknown: Object.create(null) as Record<string, string> };
+}
+
+/** Log-safe excerpt of a bad line: at most 100 characters, control bytes escaped. */
+function preview(buf: Buffer, start: number, end: number): string {
+  const text = buf.toString('latin1', start, Math.min(end, start + 100));
+  // eslint-disable-next-line no-control-regex
+  return JSON.stringify(text.replace(/[\x00-\x1f\x7f-\xff]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
+}
+
+/** encodePolicyAttributes - `name=value\n...\n\n`; throws on a name or value that cannot be encoded. */
+export function encodePolicyAttributes(attributes: Readonly<Record<string, string | number | undefined>>): Buffer {
+  let text = '';
+  for (const [name, raw] of Object.entries(attributes)) {
+    if (raw === undefined) continue;
+    const value = String(raw);
+    if (name.length === 0 || /[=\n\0]/.test(name)) throw new RangeError(`invalid policy attribute name ${JSON.stringify(name)}`);
+    if (/[\n\0]/.test(value)) throw new RangeError(`policy attribute ${name} has a newline or NUL in its value`);
+    text += `${name}=${value}\n`;
+  }
+  return Buffer.from(`${text}\n`, 'utf8');
+}
+
+/** encodePolicyRequest - a request in wire form, `request=smtpd_access_policy` first. */
+export function encodePolicyRequest(request: PolicyRequest): Buffer {
+  const { unknown, ...known } = request;
+  return encodePolicyAttributes({ ...known, ...unknown });
+}

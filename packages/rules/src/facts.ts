@@ -1,0 +1,46 @@
+/**
+ * facts - the protocol-neutral record of one decision point.
+ *
+ * Both the Postfix policy path and the milter path turn what the MTA told us
+ * into one `Facts` value; rules only ever see this, so a wire change never
+ * ripples into rule code. Absent information is `undefined`, never "".
+ */
+
+/** Stage - where in the SMTP dialogue the MTA asks. */
+export type Stage = 'connect' | 'helo' | 'mail' | 'rcpt' | 'data' | 'eom' | 'vrfy' | 'etrn';
+
+export const STAGES: readonly Stage[] = ['connect', 'helo', 'mail', 'rcpt', 'data', 'eom', 'vrfy', 'etrn'];
+
+/** Protocol - which listener produced the facts (a bounded metric label). */
+export type Protocol = 'policy' | 'milter';
+
+export interface Facts {
+  readonly protocol: Protocol;
+  readonly stage: Stage;
+  /** Client IP as the MTA reports it, normalised: no `IPv6:` prefix, no brackets. */
+  readonly clientAddress?: string;
+  readonly clientPort?: number;
+  /** Verified reverse name, or undefined when the MTA says `unknown`. */
+  readonly clientName?: string;
+  readonly reverseClientName?: string;
+  readonly serverAddress?: string;
+  readonly serverPort?: number;
+  readonly heloName?: string;
+  /** Envelope sender; "" is the null sender `<>`; undefined before MAIL. */
+  readonly sender?: string;
+  readonly recipient?: string;
+  readonly recipientCount?: number;
+  readonly queueId?: string;
+  /** Transaction id (Postfix `instance`). */
+  readonly instance?: string;
+  /** Message size in bytes: SIZE= at MAIL, actual size at end of message. */
+  readonly size?: number;
+  readonly saslMethod?: string;
+  readonly saslUsername?: string;
+  readonly saslSender?: string;
+  readonly encryptionProtocol?: string;
+  readonly encryptionCipher?: string;
+  /** Postfix `stress=yes`: the MTA itself is overloaded. */
+  readonly stress?: boolean;
+  readonly policyContext?: string;
+}
