@@ -22,6 +22,8 @@ export interface PolicyConnectionHandler {
   onProtocolError(code: PolicyErrorCode, detail: string): void;
   /** onRequest threw or rejected; the connection is closed without a reply. */
   onHandlerError(error: unknown): void;
+  /** A reply was written (lets a draining server end the connection once it is idle). */
+  onReplied?(): void;
 }
 
 export interface PolicyTransportOptions {
@@ -56,7 +58,9 @@ export function servePolicyConnection(
 
   const send = (reply: Uint8Array): void => {
     if (closed) return;
-    if (!stream.write(reply)) {
+    const flushed = stream.write(reply);
+    handler.onReplied?.();
+    if (!flushed && !closed) {
       writeBlocked = true;
       stream.pause();
       stream.once('drain', () => {

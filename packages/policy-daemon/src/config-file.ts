@@ -1,0 +1,33 @@
+/**
+ * config-file - read levee.yaml (or the embedded defaults) into a validated
+ * Config and a compiled Ruleset. Errors come back as `file:line:col: path:
+ * message` lines, like `postfix check`; nothing here exits or logs.
+ */
+
+import { readFile } from 'node:fs/promises';
+import { compileRules, DEFAULT_CONFIG_YAML, formatConfigIssue, loadConfig, type LeveeConfig, type Ruleset } from '@levee/rules';
+
+export const EMBEDDED_DEFAULTS = '<embedded defaults>';
+
+export type LoadedConfig =
+  | { readonly ok: true; readonly source: string; readonly config: LeveeConfig; readonly ruleset: Ruleset }
+  | { readonly ok: false; readonly source: string; readonly errors: readonly string[] };
+
+/** loadConfigText - validate and compile YAML text that came from `source`. */
+export function loadConfigText(text: string, source: string): LoadedConfig {
+  const loaded = loadConfig(text, source);
+  if (!loaded.ok) return { ok: false, source, errors: loaded.issues.map(formatConfigIssue) };
+  return { ok: true, source, config: loaded.config, ruleset: compileRules(loaded.config) };
+}
+
+/** readConfigFile - the file at `path`, or the embedded defaults when `path` is undefined. */
+export async function readConfigFile(path: string | undefined): Promise<LoadedConfig> {
+  if (path === undefined) return loadConfigText(DEFAULT_CONFIG_YAML, EMBEDDED_DEFAULTS);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    return { ok: false, source: path, errors: [`${path}: cannot read: ${(error as Error).message}`] };
+  }
+  return loadConfigText(text, path);
+}

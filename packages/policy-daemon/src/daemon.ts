@@ -1,0 +1,103 @@
+/**
+ * daemon - wire a loaded config to listeners, the counter store, metrics and
+ * logs. Everything with a lifecycle is created here and closed by close().
+ *
+ * A reload swaps the compiled rules and settings in one assignment, so every
+ * request sees either the old config or the new one, never a mix. Counters
+ * live in the store keyed by rule name, so a reload keeps them.
+ * LIMITATIONS: listener and metrics addresses and the store size are read at
+ * start only; changing them needs a restart (a reload logs a warning).
+ */
+
+import type { LeveeConfig, Ruleset } from '@levee/rules';
+import type { Logger } from './logger.js';
+import { createMemoryStore, type MemoryStore } from './memory-store.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { startMetricsServer, type MetricsServer } from './metrics-server.js';
+import { createPolicyService } from './policy-service.js';
+import { listenOn, type Listener } from './socket-listener.js';
+
+export interface DaemonOptions {
+  readonly config: LeveeConfig;
+  readonly ruleset: Ruleset;
+  readonly source: string;
+  readonly log: Logger;
+  readonly now?: () => number;
+}
+
+export interface Daemon {
+  readonly policyListeners: readonly Listener[];
+  readonly metricsServer: MetricsServer | undefined;
+  readonly metrics: Metrics;
+  readonly store: MemoryStore;
+  /** Swap in a new config (already validated). */
+  reload(config: LeveeConfig, ruleset: Ruleset, source: string): void;
+  /** Stop accepting, let in-flight requests finish, close idle connections; bounded by `graceMs`. */
+  close(graceMs?: number): Promise<void>;
+}
+
+interface Live {
+  readonly config: LeveeConfig;
+  readonly ruleset: Ruleset;
+}
+
+/** startDaemon - open every listener the config names; rejects if any cannot be opened. */
+export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
+  const { log } = options;
+  const now = options.now ?? Date.now;
+  let live: Live = { config: options.config, ruleset: options.ruleset };
+  const store = createMemoryStore({ maxKeys: options.config.counters.maxKeys });
+  const metrics = createMetrics({ counterKeys: () => store.size });
+  const policy = createPolicyService({
+    decider: { ruleset: () => live.ruleset, store, now },
+    metrics,
+    log,
+    settings: () => live.config.policy,
+  });
+
+  const opened: Listener[] = [];
+  let metricsServer: MetricsServer | undefined;
+  try {
+    for (const address of options.config.listen.policy) {
+      const listener = await listenOn(address, policy.accept);
+      opened.push(listener);
+      log.info({ proto: 'policy', listen: listener.bound }, 'listening');
+    }
+    const metricsListen = options.config.metrics.listen;
+    if (metricsListen !== false) {
+      metricsServer = await startMetricsServer(metrics.registry, metricsListen.host, metricsListen.port);
+      log.info({ listen: `${metricsListen.host}:${metricsServer.port}` }, 'metrics listening');
+    }
+  } catch (error) {
+    await Promise.all(opened.map((l) => l.close()));
+    await metricsServer?.close();
+    throw error;
+  }
+  log.info({ config: options.source, rules: options.config.rules.length }, 'levee started');
+
+  return {
+    policyListeners: opened,
+    metricsServer,
+    metrics,
+    store,
+    reload(config, ruleset, source) {
+      if (JSON.stringify(config.listen) !== JSON.stringify(live.config.listen) || JSON.stringify(config.metrics) !== JSON.stringify(live.config.metrics)) {
+        log.warn('listen or metrics addresses changed: they take effect at the next restart');
+      }
+      live = { config, ruleset };
+      metrics.configReloads.labels('ok').inc();
+      log.info({ config: source, rules: config.rules.length }, 'configuration reloaded');
+    },
+    async close(graceMs = 5000) {
+      const closing = Promise.all(opened.map((l) => l.close()));
+      // Idle policy connections are ended now, busy ones after their reply;
+      // Postfix reconnects to whoever listens next.
+      policy.drain();
+      const deadline = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
+      await Promise.race([closing, deadline]);
+      for (const socket of policy.connections) socket.destroy();
+      await metricsServer?.close();
+      log.info('levee stopped');
+    },
+  };
+}

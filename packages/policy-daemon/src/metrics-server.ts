@@ -1,0 +1,55 @@
+/**
+ * metrics-server - serve GET /metrics (Prometheus text) and GET /healthz on a
+ * loopback HTTP port. Nothing else is served: every other path is 404 and
+ * every other method 405, so the endpoint cannot be used to change anything.
+ */
+
+import { createServer, type Server } from 'node:http';
+import type { Registry } from 'prom-client';
+
+export interface MetricsServer {
+  readonly server: Server;
+  /** The bound port (the real one when 0 was asked for). */
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** startMetricsServer - listen on host:port; resolves once listening. */
+export async function startMetricsServer(registry: Registry, host: string, port: number): Promise<MetricsServer> {
+  const server = createServer((req, res) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end();
+      return;
+    }
+    const path = (req.url ?? '/').split('?')[0];
+    if (path === '/healthz') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}\n');
+      return;
+    }
+    if (path !== '/metrics') {
+      res.writeHead(404).end();
+      return;
+    }
+    registry.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+      (error: unknown) => res.writeHead(500).end(String(error)),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = server.address();
+  return {
+    server,
+    port: bound !== null && typeof bound === 'object' ? bound.port : port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

@@ -1,0 +1,150 @@
+/**
+ * policy-service - answer Postfix policy connections: decode, turn requests
+ * into Facts, decide, log one line, count, reply.
+ *
+ * Whatever goes wrong inside a decision, the MTA gets the configured fail
+ * action, never silence: silence costs Postfix a 100 s timeout per request.
+ * Only malformed bytes close the connection (SMTPD_POLICY_README: "log a
+ * warning and disconnect").
+ */
+
+import { performance } from 'node:perf_hooks';
+import type { Socket } from 'node:net';
+import { servePolicyConnection, type PolicyConnection, type PolicyLimits, type PolicyRequest } from '@levee/milter-proto';
+import type { FailAction, Facts, Verdict } from '@levee/rules';
+import { decideFacts, failVerdict, type DeciderDeps, type DecisionOutcome } from './decider.js';
+import type { Logger } from './logger.js';
+import type { Metrics } from './metrics.js';
+import { policyRequestToFacts } from './policy-facts.js';
+import { encodeVerdict } from './policy-verdict.js';
+
+export interface PolicyServiceOptions {
+  readonly decider: DeciderDeps;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  /** Read per request, so a reload takes effect at once. */
+  readonly settings: () => { readonly failAction: FailAction; readonly idleTimeoutMs: number };
+  readonly limits?: PolicyLimits;
+}
+
+export interface PolicyService {
+  /** Handle one accepted connection. */
+  accept(socket: Socket): void;
+  /** Open connections. */
+  readonly connections: ReadonlySet<Socket>;
+  /** End idle connections now and busy ones right after their reply. */
+  drain(): void;
+}
+
+/** createPolicyService - the per-connection logic of the policy listener. */
+export function createPolicyService(options: PolicyServiceOptions): PolicyService {
+  const { decider, metrics, log } = options;
+  const connections = new Map<Socket, PolicyConnection>();
+  let draining = false;
+  let nextConnectionId = 1;
+  const connectionGauge = metrics.connections.labels('policy');
+
+  function accept(socket: Socket): void {
+    const cid = nextConnectionId++;
+    const connLog = log.child({ proto: 'policy', cid });
+    if (draining) {
+      socket.destroy();
+      return;
+    }
+    connectionGauge.inc();
+    socket.setTimeout(options.settings().idleTimeoutMs, () => {
+      connLog.debug('idle timeout, closing');
+      socket.destroy();
+    });
+    socket.on('error', (error) => connLog.debug({ err: error.message }, 'connection error'));
+    socket.once('close', () => {
+      connections.delete(socket);
+      connectionGauge.dec();
+    });
+
+    const answer = (facts: Facts, started: number, outcome: DecisionOutcome): Buffer => {
+      let verdict: Verdict;
+      if (outcome.ok) {
+        verdict = outcome.decision.verdict;
+      } else {
+        metrics.internalErrors.labels('policy').inc();
+        connLog.error({ err: String(outcome.error) }, 'decision failed, answering the fail action');
+        verdict = failVerdict(options.settings().failAction);
+      }
+      const reply = encodeVerdict(verdict);
+      const seconds = (performance.now() - started) / 1000;
+      record(facts, verdict, seconds);
+      return reply;
+    };
+
+    const record = (facts: Facts, verdict: Verdict, seconds: number): void => {
+      metrics.requests.labels('policy', facts.stage, verdict.action).inc();
+      metrics.decisionSeconds.labels('policy').observe(seconds);
+      if (verdict.rule !== undefined && verdict.rule !== 'fail-action') metrics.ruleHits.labels(verdict.rule, verdict.action, 'enforce').inc();
+      for (const warning of verdict.warnings ?? []) metrics.ruleHits.labels(warning.rule, warning.action, 'warn').inc();
+      if (connLog.isLevelEnabled('info')) {
+        connLog.info(
+          {
+            stage: facts.stage,
+            client: facts.clientAddress,
+            helo: facts.heloName,
+            sender: facts.sender,
+            rcpt: facts.recipient,
+            instance: facts.instance,
+            action: verdict.action,
+            rule: verdict.rule,
+            ...(verdict.code === undefined ? {} : { reply: `${verdict.code} ${verdict.enhancedCode ?? ''} ${verdict.text ?? ''}` }),
+            ...(verdict.counter === undefined ? {} : { counter: verdict.counter }),
+            ...(verdict.warnings === undefined || verdict.warnings.length === 0 ? {} : { warn: verdict.warnings }),
+            ms: Math.round(seconds * 1e6) / 1e3,
+          },
+          'decision',
+        );
+      }
+    };
+
+    const connection = servePolicyConnection(
+      socket,
+      {
+        onRequest(request: PolicyRequest) {
+          const started = performance.now();
+          const converted = policyRequestToFacts(request);
+          if (!converted.ok) {
+            metrics.protocolErrors.labels('policy', 'bad-request').inc();
+            connLog.warn({ problem: converted.problem }, 'request cannot be decided, answering the fail action');
+            return encodeVerdict(failVerdict(options.settings().failAction));
+          }
+          const outcome = decideFacts(converted.facts, decider);
+          if (outcome instanceof Promise) return outcome.then((resolved) => answer(converted.facts, started, resolved));
+          return answer(converted.facts, started, outcome);
+        },
+        onProtocolError(code, detail) {
+          metrics.protocolErrors.labels('policy', code).inc();
+          connLog.warn({ code, detail, peer: socket.remoteAddress }, 'malformed policy request, closing the connection');
+        },
+        onHandlerError(error) {
+          metrics.internalErrors.labels('policy').inc();
+          connLog.error({ err: String(error) }, 'policy handler failed, closing the connection');
+        },
+        onReplied() {
+          if (draining && connection.inFlight === 0) socket.end();
+        },
+      },
+      options.limits === undefined ? {} : { limits: options.limits },
+    );
+    connections.set(socket, connection);
+  }
+
+  function drain(): void {
+    draining = true;
+    for (const [socket, connection] of connections) if (connection.inFlight === 0) socket.end();
+  }
+
+  return {
+    accept,
+    get connections() {
+      return new Set(connections.keys());
+    },
+    drain,
+  };
+}
