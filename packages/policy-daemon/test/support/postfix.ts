@@ -1,0 +1,648 @@
+// Test harness: a private, throw-away Postfix instance on a loopback port.
+//
+// Every instance lives in its own temp dir (mkdtemp under os.tmpdir()):
+//   conf/            main.cf + master.cf (back-dated, see below)
+//   queue/           queue_directory (Postfix creates the subdirectories)
+//   data/            data_directory (must be owned by the postfix user)
+//   sink/            one maildir; every accepted message is delivered here
+//   etc/             private /etc/hosts, nsswitch.conf ("hosts: files"), resolv.conf (127.0.0.1)
+//   maillog          Postfix's own log (there is no syslog on these machines)
+//   run.sh, run.log  the namespace script and its output
+//
+// The whole instance (master and every child) runs inside
+// `unshare --mount --uts`: run.sh bind-mounts the private hosts, nsswitch.conf
+// and resolv.conf over /etc, sets the host name to postfix.test.invalid, runs
+// `postfix -c conf start` and then stays alive as a bounded watchdog. It stops
+// Postfix (SIGTERM to the master, as `postfix stop` does) when the harness asks (stop file), when the owning Node process is
+// gone, when the master died, or after a maximum lifetime. Nothing in the
+// instance can therefore ask the DNS server in /etc/resolv.conf; in addition
+// main.cf disables DNS for the SMTP/LMTP clients and smtpd's peer-name lookup,
+// and mail never leaves through smtp (default/relay transport = error).
+//
+// postqueue/postsuper/postcat run outside the namespace with `-c conf`: traced
+// with strace they read main.cf, passwd/group and talk to the queue's UNIX
+// sockets only (no /etc/hosts, no resolv.conf, no inet sockets).
+//
+// Must run as root (private queue directories, bind mounts, namespaces).
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
+import { createServer } from 'node:net';
+import { networkInterfaces, tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface PostfixOptions {
+  /** main.cf overrides/additions, e.g. { smtpd_recipient_restrictions: 'reject_unauth_destination, check_policy_service inet:127.0.0.1:PORT' } */
+  readonly mainCf?: Readonly<Record<string, string>>;
+  /** Also listen on [::1] (only if ::1 exists on lo; see PostfixInstance.ipv6). */
+  readonly ipv6?: boolean;
+  /** The instance stops itself after this many seconds even if nobody calls stop(). Default 900. */
+  readonly maxLifetimeSec?: number;
+  /** How long startPostfix waits for `postfix start`. Default 20000. */
+  readonly startTimeoutMs?: number;
+}
+
+export interface PostfixInstance {
+  /** Loopback address and port the smtpd listens on (IPv4). */
+  readonly smtpHost: string;
+  readonly smtpPort: number;
+  /** True if the instance also listens on [::1]:smtpPort. */
+  readonly ipv6: boolean;
+  readonly configDir: string;
+  readonly queueDir: string;
+  /** Maildir where all accepted mail is delivered (new/ and cur/). */
+  readonly sinkDir: string;
+  /** The instance's temp dir (removed by stop()). */
+  readonly baseDir: string;
+  /** Contents of Postfix's own log file. */
+  maillog(): string;
+  /** Queue ids in the hold queue. */
+  holdQueue(): Promise<string[]>;
+  /** Everything in the queue (postqueue -j): maildrop, incoming, active, deferred, hold. */
+  queueIds(): Promise<{ id: string; queue: string }[]>;
+  /** Raw texts of the messages delivered into the sink maildir, oldest first. */
+  deliveredMessages(): string[];
+  /** Waits until at least `count` messages are in the sink; rejects after timeoutMs with diagnostics. */
+  waitForDelivery(count: number, timeoutMs: number): Promise<string[]>;
+  /** postqueue -f */
+  flush(): Promise<void>;
+  /** Runs a Postfix command (postqueue, postsuper, postcat, postconf, ...) with `-c configDir` prepended to args. */
+  command(cmd: string, args: readonly string[]): Promise<string>;
+  /** postfix stop, kill leftovers by PID, remove the temp dir. Idempotent. */
+  stop(): Promise<void>;
+}
+
+const POSTFIX = '/usr/sbin/postfix';
+const POSTQUEUE = '/usr/sbin/postqueue';
+const UNSHARE = '/usr/bin/unshare';
+const COMMAND_DIR = '/usr/sbin';
+const HOSTNAME = 'postfix.test.invalid';
+const PRIVATE_RESOLV_CONF = 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n';
+
+const INSTALL_HINT = 'run `bash scripts/install-test-deps.sh` (as root) to install postfix and swaks';
+
+/** True if the Postfix binaries (and unshare, which the harness needs) are installed. */
+export function postfixAvailable(): boolean {
+  return [POSTFIX, POSTQUEUE, join(COMMAND_DIR, 'postsuper'), '/usr/lib/postfix/sbin/master', UNSHARE].every((p) =>
+    existsSync(p),
+  );
+}
+
+/** True if ::1 is configured on the loopback interface. */
+export function ipv6LoopbackAvailable(): boolean {
+  for (const addrs of Object.values(networkInterfaces())) {
+    for (const a of addrs ?? []) if (a.family === 'IPv6' && a.address === '::1' && a.internal) return true;
+  }
+  return false;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function lookupUser(name: string): { uid: number; gid: number } {
+  for (const line of readFileSync('/etc/passwd', 'utf8').split('\n')) {
+    const f = line.split(':');
+    if (f[0] === name && f[2] !== undefined && f[3] !== undefined) return { uid: Number(f[2]), gid: Number(f[3]) };
+  }
+  throw new Error(`user ${name} not found in /etc/passwd; ${INSTALL_HINT}`);
+}
+
+function tryListen(host: string, port: number): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', () => resolve(undefined));
+    srv.listen({ host, port, exclusive: true }, () => {
+      const addr = srv.address();
+      const got = typeof addr === 'object' && addr !== null ? addr.port : undefined;
+      srv.close(() => resolve(got));
+    });
+  });
+}
+
+function portLockPath(port: number): string {
+  return join(tmpdir(), `levee-postfix-port-${port}.lock`);
+}
+
+/** Takes the cross-process lock for a port (O_EXCL file holding our PID); steals it only from a dead PID. */
+function lockPort(port: number): boolean {
+  const path = portLockPath(port);
+  for (let i = 0; i < 2; i++) {
+    try {
+      writeFileSync(path, `${process.pid}\n`, { flag: 'wx' });
+      return true;
+    } catch {
+      const holder = Number(readIfExists(path).trim());
+      if (Number.isInteger(holder) && holder > 0 && alive(holder)) return false;
+      rmSync(path, { force: true }); // stale
+    }
+  }
+  return false;
+}
+
+/**
+ * A loopback port that is free now (on 127.0.0.1, and on ::1 when ipv6) and
+ * locked for this process. Postfix's master binds with SO_REUSEPORT, so two
+ * instances given the same port would both listen and share connections
+ * silently; the lock file keeps parallel jest workers apart (a bound Postfix
+ * port already makes Node's probe bind fail).
+ */
+async function reservePort(ipv6: boolean): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = await tryListen('127.0.0.1', 0);
+    if (port === undefined) continue;
+    if (ipv6 && (await tryListen('::1', port)) === undefined) continue;
+    if (lockPort(port)) return port;
+  }
+  throw new Error('could not find a free loopback port');
+}
+
+/** Number of sockets listening on 127.0.0.1:port (from /proc/net/tcp); undefined if unreadable. */
+function listenersOn127(port: number): number | undefined {
+  let text: string;
+  try {
+    text = readFileSync('/proc/net/tcp', 'utf8');
+  } catch {
+    return undefined;
+  }
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  return text.split('\n').filter((line) => {
+    const f = line.trim().split(/\s+/);
+    return f[1] === local && f[3] === '0A';
+  }).length;
+}
+
+function formatValue(v: string): string {
+  // main.cf continuation lines start with whitespace.
+  return v
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l !== '')
+    .join('\n    ');
+}
+
+interface Layout {
+  base: string;
+  conf: string;
+  queue: string;
+  data: string;
+  sink: string;
+  etc: string;
+  maillog: string;
+}
+
+function mainCfText(l: Layout, inetProtocols: string, postfixUser: { uid: number; gid: number }, overrides: Readonly<Record<string, string>>): string {
+  const settings = new Map<string, string>([
+    ['compatibility_level', '3.6'],
+    ['config_directory', l.conf],
+    ['queue_directory', l.queue],
+    ['data_directory', l.data],
+    ['meta_directory', '/etc/postfix'],
+    ['maillog_file', l.maillog],
+    ['maillog_file_prefixes', l.base],
+    ['myhostname', HOSTNAME],
+    ['mydomain', 'test.invalid'],
+    ['myorigin', '$myhostname'],
+    ['mydestination', ''],
+    // Nobody is trusted by address; the caller's restrictions decide.
+    ['mynetworks', ''],
+    ['inet_interfaces', 'loopback-only'],
+    ['inet_protocols', inetProtocols],
+    // No DNS, ever.
+    ['smtp_dns_support_level', 'disabled'],
+    ['lmtp_dns_support_level', 'disabled'],
+    ['smtp_host_lookup', 'native'],
+    ['lmtp_host_lookup', 'native'],
+    ['smtpd_peername_lookup', 'no'],
+    ['default_transport', 'error:5.3.0 the test instance sends no mail out'],
+    ['relay_transport', 'error:5.3.0 the test instance sends no mail out'],
+    // Every recipient domain goes to one maildir.
+    ['virtual_mailbox_domains', 'static:ALL'],
+    ['virtual_mailbox_base', l.base],
+    ['virtual_mailbox_maps', 'static:sink/'],
+    ['virtual_uid_maps', `static:${postfixUser.uid}`],
+    ['virtual_gid_maps', `static:${postfixUser.gid}`],
+    ['alias_maps', ''],
+    ['alias_database', ''],
+    ['local_recipient_maps', ''],
+    // Test speed and stage-by-stage policy.
+    ['smtpd_error_sleep_time', '0'],
+    ['smtpd_soft_error_limit', '100'],
+    ['smtpd_hard_error_limit', '200'],
+    ['smtpd_delay_reject', 'no'],
+    ['smtpd_client_restrictions', ''],
+    ['smtpd_helo_restrictions', ''],
+    ['smtpd_sender_restrictions', ''],
+    ['smtpd_recipient_restrictions', ''],
+    ['smtpd_data_restrictions', ''],
+    ['smtpd_end_of_data_restrictions', ''],
+    ['smtpd_relay_restrictions', 'permit_mynetworks, reject_unauth_destination'],
+    ['smtpd_banner', '$myhostname ESMTP levee-test'],
+    ['biff', 'no'],
+    ['append_dot_mydomain', 'no'],
+    ['queue_run_delay', '300s'],
+    ['minimal_backoff_time', '300s'],
+    ['maximal_backoff_time', '600s'],
+    ['delay_warning_time', '0h'],
+    ['smtpd_tls_security_level', 'none'],
+    ['smtp_tls_security_level', 'none'],
+  ]);
+  for (const [k, v] of Object.entries(overrides)) settings.set(k, v);
+  const lines = ['# Written by packages/policy-daemon/test/support/postfix.ts (private test instance).'];
+  for (const [k, v] of settings) lines.push(`${k} = ${formatValue(v)}`);
+  return lines.join('\n') + '\n';
+}
+
+function masterCfText(port: number, ipv6: boolean): string {
+  // chroot (5th column) = n everywhere: a private queue directory has no chroot jail.
+  const rows = [
+    `127.0.0.1:${port} inet n - n - - smtpd`,
+    ...(ipv6 ? [`[::1]:${port} inet n - n - - smtpd`] : []),
+    'pickup    unix  n       -       n       60      1       pickup',
+    'cleanup   unix  n       -       n       -       0       cleanup',
+    'qmgr      unix  n       -       n       300     1       qmgr',
+    'tlsmgr    unix  -       -       n       1000?   1       tlsmgr',
+    'rewrite   unix  -       -       n       -       -       trivial-rewrite',
+    'bounce    unix  -       -       n       -       0       bounce',
+    'defer     unix  -       -       n       -       0       bounce',
+    'trace     unix  -       -       n       -       0       bounce',
+    'verify    unix  -       -       n       -       1       verify',
+    'flush     unix  n       -       n       1000?   0       flush',
+    'proxymap  unix  -       -       n       -       -       proxymap',
+    'proxywrite unix -       -       n       -       1       proxymap',
+    'smtp      unix  -       -       n       -       -       smtp',
+    'relay     unix  -       -       n       -       -       smtp',
+    'showq     unix  n       -       n       -       -       showq',
+    'error     unix  -       -       n       -       -       error',
+    'retry     unix  -       -       n       -       -       error',
+    'discard   unix  -       -       n       -       -       discard',
+    'local     unix  -       n       n       -       -       local',
+    'virtual   unix  -       n       n       -       -       virtual',
+    'lmtp      unix  -       -       n       -       -       lmtp',
+    'anvil     unix  -       -       n       -       1       anvil',
+    'scache    unix  -       -       n       -       1       scache',
+    'postlog   unix-dgram n  -       n       -       1       postlogd',
+  ];
+  return '# Written by packages/policy-daemon/test/support/postfix.ts (private test instance).\n' + rows.join('\n') + '\n';
+}
+
+function shQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+function runScript(l: Layout, port: number, ownerPid: number, maxLifetimeSec: number): string {
+  const D = shQuote(l.base);
+  return `#!/bin/sh
+# Runs inside: unshare --mount --uts /bin/sh run.sh   (written by test/support/postfix.ts)
+# Private /etc/hosts + nsswitch.conf (hosts: files) and host name, then Postfix,
+# then a bounded watchdog that stops Postfix when asked (stop file), when the
+# owning Node process (${ownerPid}) is gone, when the master died, or after ${maxLifetimeSec} s.
+set -u
+D=${D}
+OWNER=${ownerPid}
+# A daemonized master is reparented to PID 1 and stays a zombie until PID 1
+# reaps it (here that takes 1-2 s), so "kill -0" is not enough.
+running() { case "$(cat "/proc/$1/stat" 2>/dev/null)" in "" | *") Z "* | *") X "*) return 1 ;; *) return 0 ;; esac; }
+setstate() { echo "$1" > "$D/state.tmp" && mv -f "$D/state.tmp" "$D/state"; }
+fail() { echo "run.sh: $1" >&2; setstate "failed $1"; exit 1; }
+mount --make-rprivate / 2>/dev/null || true
+mount --bind "$D/etc/hosts" /etc/hosts || fail "bind-mount /etc/hosts"
+mount --bind "$D/etc/nsswitch.conf" /etc/nsswitch.conf || fail "bind-mount /etc/nsswitch.conf"
+mount --bind "$D/etc/resolv.conf" /etc/resolv.conf || fail "bind-mount /etc/resolv.conf"
+hostname ${HOSTNAME} || fail "hostname"
+# Postfix prints its errors only to a terminal (there is no syslog here), so
+# start it under script(1) to get them into run.log.
+script -qec "${POSTFIX} -c '$D/conf' start" /dev/null >&2 || fail "postfix start exited $?"
+MPID=$(tr -dc 0-9 < "$D/queue/pid/master.pid")
+[ -n "$MPID" ] || fail "no master.pid"
+setstate "ready $MPID"
+end=$(( $(date +%s) + ${maxLifetimeSec} ))
+reason="max lifetime reached"
+while [ "$(date +%s)" -lt "$end" ]; do
+  if [ -e "$D/stop" ]; then reason="stop requested"; break; fi
+  if ! kill -0 "$OWNER" 2>/dev/null; then reason="owner process $OWNER gone"; break; fi
+  if ! running "$MPID"; then reason="master $MPID died"; break; fi
+  sleep 0.1
+done
+echo "run.sh: stopping ($reason)" >&2
+# What \`postfix stop\` does, minus its 1 s polling: SIGTERM the master (it
+# terminates its process group, i.e. all Postfix children, then exits).
+kill -TERM "$MPID" 2>/dev/null || true
+i=0
+while [ $i -lt 200 ] && running "$MPID"; do sleep 0.05; i=$((i + 1)); done
+if running "$MPID"; then echo "run.sh: master $MPID still alive, SIGKILL" >&2; kill -KILL "$MPID"; fi
+setstate "stopped"
+# Nobody else will clean up after a vanished owner.
+if ! kill -0 "$OWNER" 2>/dev/null; then cd / && rm -rf -- "$D" && rm -f -- ${shQuote(portLockPath(port))}; fi
+exit 0
+`;
+}
+
+function execCapture(file: string, args: readonly string[], timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(file, args, { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${file} ${args.join(' ')} failed: ${err.message}\n${stderr}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+function readIfExists(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+function mountNamespaceOf(pid: number): string | undefined {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/mnt`);
+  } catch {
+    return undefined;
+  }
+}
+
+/** PIDs of all processes in the given mount namespace: exactly this instance's processes. */
+function pidsInMountNamespace(ns: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    if (pid === process.pid) continue;
+    if (mountNamespaceOf(pid) === ns) pids.push(pid);
+  }
+  return pids;
+}
+
+/** True if the process exists and is not a zombie (an exited daemon waits for PID 1 to reap it). */
+function alive(pid: number): boolean {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return false;
+  }
+  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  return state !== 'Z' && state !== 'X';
+}
+
+/** Starts a private Postfix instance. Call stop() when done (also in afterAll). */
+export async function startPostfix(opts: PostfixOptions = {}): Promise<PostfixInstance> {
+  if (!postfixAvailable()) {
+    throw new Error(`Postfix is not installed (need ${POSTFIX}, ${POSTQUEUE}, ${UNSHARE}); ${INSTALL_HINT}`);
+  }
+  if (process.getuid?.() !== 0) throw new Error('the Postfix test harness must run as root (private queue, namespaces)');
+  const postfixUser = lookupUser('postfix');
+  const hasV6 = ipv6LoopbackAvailable();
+  const ipv6 = opts.ipv6 === true && hasV6;
+  const maxLifetimeSec = Math.max(5, Math.floor(opts.maxLifetimeSec ?? 900));
+  const startTimeoutMs = opts.startTimeoutMs ?? 20_000;
+
+  let lastError: Error | undefined;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await reservePort(ipv6);
+    let instance: PostfixInstance;
+    try {
+      instance = await startOnce(port, ipv6, hasV6, postfixUser, maxLifetimeSec, startTimeoutMs, opts.mainCf ?? {});
+    } catch (e) {
+      rmSync(portLockPath(port), { force: true });
+      throw e;
+    }
+    // Someone else may have bound the port between our probe and Postfix's bind (SO_REUSEPORT lets both listen).
+    const listeners = listenersOn127(port);
+    if (listeners === undefined || listeners === 1) return instance;
+    await instance.stop();
+    lastError = new Error(`port ${port} had ${listeners} listeners after start`);
+  }
+  throw lastError ?? new Error('startPostfix failed');
+}
+
+async function startOnce(
+  port: number,
+  ipv6: boolean,
+  hasV6: boolean,
+  postfixUser: { uid: number; gid: number },
+  maxLifetimeSec: number,
+  startTimeoutMs: number,
+  overrides: Readonly<Record<string, string>>,
+): Promise<PostfixInstance> {
+  const base = mkdtempSync(join(tmpdir(), 'levee-postfix-'));
+  chmodSync(base, 0o755); // postfix-owned daemons must traverse it
+  const l: Layout = {
+    base,
+    conf: join(base, 'conf'),
+    queue: join(base, 'queue'),
+    data: join(base, 'data'),
+    sink: join(base, 'sink'),
+    etc: join(base, 'etc'),
+    maillog: join(base, 'maillog'),
+  };
+  for (const d of [l.conf, l.queue, l.data, l.etc]) mkdirSync(d, { mode: 0o755 });
+  chownSync(l.data, postfixUser.uid, postfixUser.gid);
+  mkdirSync(l.sink, { mode: 0o700 });
+  for (const sub of ['tmp', 'new', 'cur']) mkdirSync(join(l.sink, sub), { mode: 0o700 });
+  for (const d of [l.sink, join(l.sink, 'tmp'), join(l.sink, 'new'), join(l.sink, 'cur')]) {
+    chownSync(d, postfixUser.uid, postfixUser.gid);
+  }
+  writeFileSync(
+    join(l.etc, 'hosts'),
+    `127.0.0.1\tlocalhost ${HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback ${HOSTNAME}\n`,
+  );
+  writeFileSync(
+    join(l.etc, 'nsswitch.conf'),
+    'passwd: files\ngroup: files\nshadow: files\nhosts: files\nnetworks: files\nservices: files\nprotocols: files\n',
+  );
+  // Anything that bypasses NSS (a resolver library reading resolv.conf itself) may only ask loopback.
+  writeFileSync(join(l.etc, 'resolv.conf'), PRIVATE_RESOLV_CONF);
+  writeFileSync(join(l.conf, 'main.cf'), mainCfText(l, hasV6 ? 'all' : 'ipv4', postfixUser, overrides));
+  writeFileSync(join(l.conf, 'master.cf'), masterCfText(port, ipv6));
+  // Postfix waits for a config file modified within the last ~2 s to settle; back-date them.
+  const past = new Date(Date.now() - 60_000);
+  utimesSync(join(l.conf, 'main.cf'), past, past);
+  utimesSync(join(l.conf, 'master.cf'), past, past);
+  const runSh = join(base, 'run.sh');
+  writeFileSync(runSh, runScript(l, port, process.pid, maxLifetimeSec), { mode: 0o755 });
+
+  const logFd = openSync(join(base, 'run.log'), 'a');
+  let child: ChildProcess;
+  try {
+    child = spawn(UNSHARE, ['--mount', '--uts', '/bin/sh', runSh], {
+      stdio: ['ignore', logFd, logFd],
+      cwd: base,
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C', TZ: process.env['TZ'] ?? 'UTC' },
+    });
+  } finally {
+    closeSync(logFd);
+  }
+  // Do not keep the test process alive for the instance; run.sh stops it when we are gone.
+  child.unref();
+  let exited = false;
+  child.once('exit', () => {
+    exited = true;
+  });
+  child.once('error', () => {
+    exited = true;
+  });
+  const runPid = child.pid;
+
+  const diagnostics = (): string =>
+    `\n--- run.log ---\n${readIfExists(join(base, 'run.log'))}\n--- maillog ---\n${readIfExists(l.maillog)}`;
+
+  // Wait for run.sh to report "ready <masterpid>" (or failure).
+  const deadline = Date.now() + startTimeoutMs;
+  let masterPid: number | undefined;
+  for (;;) {
+    const state = readIfExists(join(base, 'state')).trim();
+    if (state.startsWith('ready ')) {
+      masterPid = Number(state.slice(6));
+      break;
+    }
+    if (state.startsWith('failed') || (exited && state === '') || Date.now() > deadline) {
+      const why = state.startsWith('failed') ? state : exited ? 'run.sh exited early' : `not ready after ${startTimeoutMs} ms`;
+      const diag = diagnostics();
+      await teardown(runPid, undefined, undefined, base, undefined, () => exited);
+      throw new Error(`private Postfix did not start (${why})${diag}`);
+    }
+    await sleep(20);
+  }
+  const mountNs = mountNamespaceOf(masterPid);
+
+  const command = (cmd: string, args: readonly string[]): Promise<string> =>
+    execCapture(cmd.includes('/') ? cmd : join(COMMAND_DIR, cmd), ['-c', l.conf, ...args], 30_000);
+
+  const queueIds = async (): Promise<{ id: string; queue: string }[]> => {
+    const out = await command('postqueue', ['-j']);
+    const result: { id: string; queue: string }[] = [];
+    for (const line of out.split('\n')) {
+      if (line.trim() === '') continue;
+      const j = JSON.parse(line) as { queue_id?: unknown; queue_name?: unknown };
+      if (typeof j.queue_id === 'string' && typeof j.queue_name === 'string') {
+        result.push({ id: j.queue_id, queue: j.queue_name });
+      }
+    }
+    return result;
+  };
+
+  const deliveredMessages = (): string[] => {
+    const files: { path: string; mtime: number; name: string }[] = [];
+    for (const sub of ['new', 'cur']) {
+      const dir = join(l.sink, sub);
+      let names: string[];
+      try {
+        names = readdirSync(dir);
+      } catch {
+        continue;
+      }
+      for (const name of names) {
+        const path = join(dir, name);
+        try {
+          files.push({ path, name, mtime: statSync(path).mtimeMs });
+        } catch {
+          // moved between new/ and cur/ meanwhile
+        }
+      }
+    }
+    files.sort((a, b) => a.mtime - b.mtime || a.name.localeCompare(b.name));
+    return files.map((f) => readIfExists(f.path));
+  };
+
+  let stopped: Promise<void> | undefined;
+  const instance: PostfixInstance = {
+    smtpHost: '127.0.0.1',
+    smtpPort: port,
+    ipv6,
+    configDir: l.conf,
+    queueDir: l.queue,
+    sinkDir: l.sink,
+    baseDir: base,
+    maillog: () => readIfExists(l.maillog),
+    queueIds,
+    holdQueue: async () => (await queueIds()).filter((q) => q.queue === 'hold').map((q) => q.id),
+    deliveredMessages,
+    async waitForDelivery(count: number, timeoutMs: number): Promise<string[]> {
+      const end = Date.now() + timeoutMs;
+      for (;;) {
+        const msgs = deliveredMessages();
+        if (msgs.length >= count) return msgs;
+        if (Date.now() > end) {
+          let queue = '';
+          try {
+            queue = JSON.stringify(await queueIds());
+          } catch (e) {
+            queue = String(e);
+          }
+          throw new Error(
+            `expected ${count} delivered message(s) within ${timeoutMs} ms, got ${msgs.length}; queue: ${queue}\n--- maillog ---\n${readIfExists(l.maillog)}`,
+          );
+        }
+        await sleep(50);
+      }
+    },
+    async flush(): Promise<void> {
+      await command('postqueue', ['-f']);
+    },
+    command,
+    stop(): Promise<void> {
+      stopped ??= teardown(runPid, masterPid, mountNs, base, port, () => exited);
+      return stopped;
+    },
+  };
+  return instance;
+}
+
+async function teardown(
+  runPid: number | undefined,
+  masterPid: number | undefined,
+  mountNsArg: string | undefined,
+  base: string,
+  lockedPort: number | undefined,
+  hasExited: () => boolean,
+): Promise<void> {
+  let mountNs = mountNsArg;
+  // The namespace is known from run.sh itself too (e.g. when start timed out before "ready").
+  mountNs ??= runPid !== undefined && !hasExited() ? mountNamespaceOf(runPid) : undefined;
+  if (mountNs === mountNamespaceOf(process.pid)) mountNs = undefined; // unshare has not switched yet
+  // Ask run.sh to stop Postfix (inside its namespace) and wait, bounded.
+  try {
+    writeFileSync(join(base, 'stop'), '');
+  } catch {
+    // base already gone
+  }
+  const end = Date.now() + 15_000;
+  while (Date.now() < end) {
+    const runGone = runPid === undefined || hasExited() || !alive(runPid);
+    const masterGone = masterPid === undefined || !alive(masterPid);
+    if (runGone && masterGone) break;
+    await sleep(25);
+  }
+  // Leftovers, by PID: run.sh itself, the master, and anything else in the instance's mount namespace.
+  const leftovers = new Set<number>();
+  if (runPid !== undefined && !hasExited() && alive(runPid)) leftovers.add(runPid);
+  if (masterPid !== undefined && alive(masterPid)) leftovers.add(masterPid);
+  if (mountNs !== undefined) for (const pid of pidsInMountNamespace(mountNs)) leftovers.add(pid);
+  for (const pid of leftovers) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  if (leftovers.size > 0) await sleep(100);
+  rmSync(base, { recursive: true, force: true });
+  if (lockedPort !== undefined) rmSync(portLockPath(lockedPort), { force: true });
+}
