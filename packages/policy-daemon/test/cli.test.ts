@@ -1,0 +1,178 @@
+// The `levee` binary as an admin runs it: the compiled dist/cli.js in a child
+// process. Needs `tsc -b` first (the README test command does it).
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect } from 'node:net';
+import { createPolicyClient } from '@levee/milter-proto';
+import { rcptRequest } from './support/daemon.js';
+
+jest.setTimeout(30_000);
+
+const CLI = join(__dirname, '..', 'dist', 'cli.js');
+let dir: string;
+
+beforeAll(() => {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run "tsc -b" (or the README test command) first`);
+  dir = mkdtempSync(join(tmpdir(), 'levee-cli-'));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function levee(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 15_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (address !== null && typeof address === 'object' ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+describe('levee check-config', () => {
+  test('a valid file: exit 0 and a one-line summary', () => {
+    const file = join(dir, 'ok.yaml');
+    writeFileSync(file, 'rules:\n  - name: r1\n    match: { sender: ["@spam.example"] }\n    action: reject\n');
+    const r = levee(['check-config', file]);
+    expect(r).toMatchObject({ status: 0, stdout: `${file}: OK, 1 rules\n` });
+  });
+
+  test('errors as file:line:col: path: message, exit 78 (EX_CONFIG)', () => {
+    const file = join(dir, 'bad.yaml');
+    writeFileSync(
+      file,
+      ['rules:', '  - name: r1', '    action: reject', '    limit:', '      key: "{client_adress}"', '      max: 10', '      window: 60x', ''].join('\n'),
+    );
+    const r = levee(['check-config', file]);
+    expect(r.status).toBe(78);
+    expect(r.stderr).toMatch(new RegExp(`^${file}:5:\\d+: rules\\.0\\.limit\\.key: .*client_adress`, 'm'));
+    expect(r.stderr).toMatch(new RegExp(`^${file}:7:\\d+: rules\\.0\\.limit\\.window: `, 'm'));
+  });
+
+  test('a missing file is a clear error', () => {
+    const r = levee(['check-config', join(dir, 'nope.yaml')]);
+    expect(r.status).toBe(78);
+    expect(r.stderr).toMatch(/nope\.yaml: cannot read: .*ENOENT/);
+  });
+
+  test('the embedded defaults printed by default-config pass check-config', () => {
+    const printed = levee(['default-config']);
+    expect(printed.status).toBe(0);
+    const file = join(dir, 'defaults.yaml');
+    writeFileSync(file, printed.stdout);
+    expect(levee(['check-config', file]).status).toBe(0);
+  });
+
+  test('--help lists the commands; an unknown option is an error', () => {
+    const help = levee(['--help']);
+    expect(help.stdout).toMatch(/run .*\n.*check-config/s);
+    const runHelp = levee(['run', '--help']);
+    expect(runHelp.stdout).toMatch(/--config <file>/);
+    expect(runHelp.stdout).toMatch(/SIGHUP/);
+    const bad = levee(['run', '--bogus']);
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/unknown option '--bogus'/);
+  });
+});
+
+describe('levee run', () => {
+  let child: ChildProcess | undefined;
+  let output = '';
+  afterEach(() => {
+    if (child?.exitCode === null) child.kill('SIGKILL');
+    child = undefined;
+    output = '';
+  });
+
+  const start = (args: string[]): Promise<void> =>
+    new Promise((resolve, reject) => {
+      child = spawn(process.execPath, [CLI, 'run', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const timer = setTimeout(() => reject(new Error(`levee did not start:\n${output}`)), 10_000);
+      const onData = (d: Buffer): void => {
+        output += d.toString();
+        if (output.includes('"levee started"')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      child.stdout?.on('data', onData);
+      child.stderr?.on('data', onData);
+      child.once('exit', () => reject(new Error(`levee exited:\n${output}`)));
+    });
+  const waitFor = async (text: string): Promise<void> => {
+    for (let i = 0; i < 100 && !output.includes(text); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(output).toContain(text);
+  };
+  const ask = async (port: number, overrides: Record<string, string>): Promise<string> => {
+    const socket = connect({ host: '127.0.0.1', port });
+    const client = createPolicyClient(socket, { timeoutMs: 5000 });
+    try {
+      return (await client.request(rcptRequest(overrides))).action;
+    } finally {
+      client.close();
+    }
+  };
+
+  test('serves a config file; SIGHUP reloads it, a bad file keeps the old rules; SIGTERM exits 0', async () => {
+    const port = await freePort();
+    const file = join(dir, 'run.yaml');
+    const config = (sender: string): string =>
+      `listen: { policy: ["inet:127.0.0.1:${port}"] }\nmetrics: { listen: false }\nrules:\n  - name: block\n    match: { sender: ["${sender}"] }\n    action: reject\n    text: "Blocked"\n`;
+    writeFileSync(file, config('@one.example'));
+    await start(['--config', file]);
+    expect(await ask(port, { sender: 'x@one.example' })).toBe('550 5.7.1 Blocked');
+
+    writeFileSync(file, config('@two.example'));
+    child?.kill('SIGHUP');
+    await waitFor('configuration reloaded');
+    expect(await ask(port, { sender: 'x@one.example' })).toBe('DUNNO');
+    expect(await ask(port, { sender: 'x@two.example' })).toBe('550 5.7.1 Blocked');
+
+    writeFileSync(file, 'rules:\n  - name: broken\n    action: explode\n');
+    child?.kill('SIGHUP');
+    await waitFor('reload failed, keeping the running configuration');
+    expect(output).toMatch(/run\.yaml:3:\d+: rules\.0\.action/);
+    expect(await ask(port, { sender: 'x@two.example' })).toBe('550 5.7.1 Blocked');
+
+    const exited = new Promise<number | null>((resolve) => child?.once('exit', (code) => resolve(code)));
+    child?.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(output).toContain('levee stopped');
+  });
+
+  test('without --config it runs the embedded defaults on 127.0.0.1:10031', async () => {
+    const busy = await new Promise<boolean>((resolve) => {
+      const probe = createServer();
+      probe.once('error', () => resolve(true));
+      probe.listen(10031, '127.0.0.1', () => probe.close(() => resolve(false)));
+    });
+    if (busy) throw new Error('port 10031 is in use on this machine; the defaults test needs it');
+    await start([]);
+    expect(output).toContain('"listen":"inet:127.0.0.1:10031"');
+    expect(output).toContain('"config":"<embedded defaults>"');
+    expect(await ask(10031, {})).toBe('DUNNO');
+    const exited = new Promise<number | null>((resolve) => child?.once('exit', (code) => resolve(code)));
+    child?.kill('SIGTERM');
+    expect(await exited).toBe(0);
+  });
+
+  test('a listener that cannot be opened is a clear fatal error, exit 78', async () => {
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const address = blocker.address();
+    const port = address !== null && typeof address === 'object' ? address.port : 0;
+    const file = join(dir, 'busy.yaml');
+    writeFileSync(file, `listen: { policy: ["inet:127.0.0.1:${port}"] }\nmetrics: { listen: false }\n`);
+    const r = levee(['run', '--config', file]);
+    blocker.close();
+    expect(r.status).toBe(78);
+    expect(r.stdout + r.stderr).toMatch(/cannot listen on inet:127\.0\.0\.1:\d+: .*EADDRINUSE/);
+  });
+});

@@ -1,0 +1,30 @@
+import type { WindowSpec } from '@levee/rules';
+import { createMemoryStore } from '../src/memory-store.js';
+
+const minute: WindowSpec = { windowMs: 60_000, buckets: 12 };
+
+describe('memory counter store', () => {
+  test('apply adds and returns totals in order; peek reads without adding', () => {
+    const store = createMemoryStore({ maxKeys: 100 });
+    const t = 1_000_000;
+    expect(store.apply([{ key: 'a', amount: 1, window: minute }, { key: 'b', amount: 5, window: minute }], t)).toEqual([1, 5]);
+    expect(store.apply([{ key: 'a', amount: 2, window: minute }], t + 1000)).toEqual([3]);
+    expect(store.peek([{ key: 'a', window: minute }, { key: 'missing', window: minute }], t + 2000)).toEqual([3, 0]);
+    expect(store.peek([{ key: 'a', window: minute }], t + 61_000)).toEqual([0]);
+  });
+
+  test('a flood of distinct keys stays within maxKeys, evicting the coldest', () => {
+    const store = createMemoryStore({ maxKeys: 1000 });
+    for (let i = 0; i < 50_000; i++) store.apply([{ key: `ip-${i}`, amount: 1, window: minute }], 1_000_000);
+    expect(store.size).toBe(1000);
+    expect(store.evictions).toBe(49_000);
+    expect(store.peek([{ key: 'ip-49999', window: minute }], 1_000_000)).toEqual([1]);
+    expect(store.peek([{ key: 'ip-0', window: minute }], 1_000_000)).toEqual([0]);
+  });
+
+  test('a key whose rule changed its bucket count starts a fresh window', () => {
+    const store = createMemoryStore({ maxKeys: 10 });
+    store.apply([{ key: 'k', amount: 7, window: minute }], 1_000_000);
+    expect(store.apply([{ key: 'k', amount: 1, window: { windowMs: 60_000, buckets: 6 } }], 1_000_500)).toEqual([1]);
+  });
+});

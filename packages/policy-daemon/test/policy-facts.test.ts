@@ -1,0 +1,83 @@
+import type { PolicyRequest } from '@levee/milter-proto';
+import { policyRequestToFacts } from '../src/policy-facts.js';
+
+const request = (attributes: Record<string, string>): PolicyRequest => ({
+  request: 'smtpd_access_policy',
+  ...attributes,
+  unknown: {},
+});
+
+describe('policyRequestToFacts', () => {
+  test.each([
+    ['CONNECT', 'connect'],
+    ['EHLO', 'helo'],
+    ['HELO', 'helo'],
+    ['MAIL', 'mail'],
+    ['RCPT', 'rcpt'],
+    ['DATA', 'data'],
+    ['END-OF-MESSAGE', 'eom'],
+    ['VRFY', 'vrfy'],
+    ['ETRN', 'etrn'],
+  ])('protocol_state=%s is stage %s', (state, stage) => {
+    const r = policyRequestToFacts(request({ protocol_state: state }));
+    expect(r.ok && r.facts.stage).toBe(stage);
+  });
+
+  test('empty attributes are absent; numbers are numbers; "unknown" names are absent', () => {
+    const r = policyRequestToFacts(
+      request({
+        protocol_state: 'RCPT',
+        client_address: '198.51.100.7',
+        client_name: 'unknown',
+        reverse_client_name: 'Mail.Example.NET',
+        client_port: '41000',
+        helo_name: '',
+        sender: 'alice@example.net',
+        recipient: 'bob@example.org',
+        recipient_count: '0',
+        size: '1234',
+        queue_id: '',
+        sasl_username: '',
+        stress: '',
+      }),
+    );
+    expect(r).toEqual({
+      ok: true,
+      facts: {
+        protocol: 'policy',
+        stage: 'rcpt',
+        clientAddress: '198.51.100.7',
+        clientPort: 41000,
+        reverseClientName: 'mail.example.net',
+        sender: 'alice@example.net',
+        recipient: 'bob@example.org',
+        recipientCount: 0,
+        size: 1234,
+      },
+    });
+  });
+
+  test('an empty sender is the null sender <> once MAIL FROM was given, and absent before', () => {
+    const atRcpt = policyRequestToFacts(request({ protocol_state: 'RCPT', sender: '' }));
+    expect(atRcpt.ok && atRcpt.facts.sender).toBe('');
+    const atConnect = policyRequestToFacts(request({ protocol_state: 'CONNECT', sender: '' }));
+    expect(atConnect.ok && 'sender' in atConnect.facts).toBe(false);
+  });
+
+  test('stress=yes, SASL and IPv6 forms', () => {
+    const r = policyRequestToFacts(
+      request({ protocol_state: 'RCPT', stress: 'yes', sasl_username: 'bob', sasl_method: 'plain', client_address: 'IPv6:2001:DB8::1' }),
+    );
+    expect(r.ok && r.facts).toMatchObject({ stress: true, saslUsername: 'bob', saslMethod: 'plain', clientAddress: '2001:db8::1' });
+  });
+
+  test('garbage numbers are absent rather than NaN', () => {
+    const r = policyRequestToFacts(request({ protocol_state: 'RCPT', size: '12abc', client_port: '-1' }));
+    expect(r.ok && ('size' in r.facts || 'clientPort' in r.facts)).toBe(false);
+  });
+
+  test('requests that cannot be decided say why', () => {
+    expect(policyRequestToFacts({ unknown: {} })).toEqual({ ok: false, problem: 'request="" is not smtpd_access_policy' });
+    expect(policyRequestToFacts(request({ protocol_state: 'BDAT' }))).toEqual({ ok: false, problem: 'unknown protocol_state="BDAT"' });
+  });
+});
