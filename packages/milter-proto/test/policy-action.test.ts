@@ -27,9 +27,13 @@ describe('policy replies', () => {
     expect(smtpReplyProblem({ code: 550, enhancedCode: '4.7.1', text: 'x' })).toMatch(/class/);
     expect(smtpReplyProblem({ code: 250, enhancedCode: '2.0.0', text: 'x' })).toMatch(/4xx or 5xx/);
     expect(smtpReplyProblem({ code: 600, enhancedCode: '5.0.0', text: 'x' })).toMatch(/4xx or 5xx/);
-    expect(smtpReplyProblem({ code: 550, enhancedCode: '5.7', text: 'x' })).toMatch(/C\.S\.D/);
+    expect(smtpReplyProblem({ code: 550, enhancedCode: '5.7', text: 'x' })).toMatch(/class\.subject\.detail/);
     expect(smtpReplyProblem({ code: 550, enhancedCode: '5.7.1', text: 'a\r\nb' })).toMatch(/CR, LF or NUL/);
-    expect(smtpReplyProblem({ code: 550, enhancedCode: '5.7.1', text: 'x'.repeat(401) })).toMatch(/longer/);
+    expect(smtpReplyProblem({ code: 550, enhancedCode: '5.7.1', text: 'x'.repeat(401) })).toMatch(/401 bytes, at most 400/);
+    // The bound is in wire bytes: 200 two-byte characters fit, 201 do not.
+    expect(smtpReplyProblem({ code: 550, enhancedCode: '5.7.1', text: '\u00e9'.repeat(200) })).toBeUndefined();
+    expect(smtpReplyProblem({ code: 550, enhancedCode: '5.7.1', text: '\u00e9'.repeat(201) })).toMatch(/402 bytes/);
+    expect(smtpReplyProblem({ code: 550, enhancedCode: '5.7.1', text: 'bell\u0007' })).toMatch(/control characters/);
     expect(smtpReplyProblem({ code: 451, enhancedCode: '4.3.2', text: 'System busy' })).toBeUndefined();
   });
 

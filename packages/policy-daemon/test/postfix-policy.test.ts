@@ -36,6 +36,7 @@ rules:
     stage: rcpt
     match: { recipient: ["discard@example.org"] }
     action: discard
+    text: "dropped by levee"
   - name: per-client-recipients
     stage: rcpt
     match: { recipient: ["@limited.example"] }
@@ -160,7 +161,7 @@ describe('real Postfix asking Levee via check_policy_service', () => {
     expect(id).toBeDefined();
     // smtpd marks the transaction discarded; cleanup drops the message, so it
     // never reaches the queue manager and nothing is delivered or bounced.
-    expect(mta().maillog()).toMatch(/discard: RCPT from unknown\[127\.0\.0\.15\]: <discard@example\.org>/);
+    expect(mta().maillog()).toMatch(/discard: RCPT from unknown\[127\.0\.0\.15\]: <discard@example\.org>: .*dropped by levee/);
     await mta().flush();
     await sleep(500);
     expect(mta().maillog()).not.toMatch(new RegExp(`${String(id)}: from=`));

@@ -1,0 +1,410 @@
+/**
+ * config-schema - the whole levee.yaml schema (zod 4), from YAML's snake_case
+ * keys to the camelCase `LeveeConfig` the daemon and the rule compiler use.
+ *
+ * Every object is strict, so a misspelt key is an error rather than a rule
+ * that silently does nothing. Values are checked as far as can be done
+ * without I/O: addresses, CIDRs, patterns, regexes, key templates, durations
+ * and SMTP replies. Cross-field checks (unique rule names, reply class against
+ * action) run in superRefine, which zod skips for an object whose fields
+ * already failed: fix the first errors and the next ones appear.
+ *
+ * A custom issue may carry `params.offset`: the position of the problem inside
+ * a string value (e.g. a bad placeholder), so the loader can point at the
+ * exact column.
+ */
+
+import { z } from 'zod';
+import { STAGES, type Protocol, type Stage } from './facts.js';
+import { ACTIONS, type Action } from './verdict.js';
+import { cidrHasHostBits, formatCidr, parseCidr, parseIp } from './ip.js';
+import { checkPattern, type PatternField } from './string-pattern.js';
+import { parseKeyTemplate } from './key-template.js';
+import { formatDuration, parseDuration } from './duration.js';
+import { completeReply, replyClassForAction, validateReply, validateReplyText } from './reply.js';
+import { DEFAULT_BUCKETS } from './sliding-window.js';
+
+// ---- output types ---------------------------------------------------------
+
+export type ListenAddress =
+  | { readonly kind: 'inet'; readonly host: string; readonly port: number; readonly text: string }
+  | { readonly kind: 'unix'; readonly path: string; readonly text: string };
+
+export interface HostPort {
+  readonly host: string;
+  readonly port: number;
+  readonly text: string;
+}
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+export type FailAction = 'continue' | 'tempfail';
+export type RuleMode = 'enforce' | 'warn';
+/** What a limit counts per request: 1, the recipient count (at least 1), or the message size. */
+export type CountMode = 'requests' | 'recipients' | 'bytes';
+
+export interface NumberRange {
+  readonly min?: number | undefined;
+  readonly max?: number | undefined;
+}
+
+/** `match` / `unless`: every present condition must hold. */
+export interface Conditions {
+  readonly clientAddress?: readonly string[] | undefined;
+  readonly clientName?: readonly string[] | undefined;
+  readonly heloName?: readonly string[] | undefined;
+  readonly sender?: readonly string[] | undefined;
+  readonly recipient?: readonly string[] | undefined;
+  readonly saslUsername?: readonly string[] | undefined;
+  readonly nullSender?: boolean | undefined;
+  readonly authenticated?: boolean | undefined;
+  readonly size?: NumberRange | undefined;
+  readonly recipientCount?: NumberRange | undefined;
+  readonly protocol?: Protocol | undefined;
+  readonly stress?: boolean | undefined;
+}
+
+export interface LimitConfig {
+  /** Key template source, e.g. "{client_network/24,64}". */
+  readonly key: string;
+  readonly max: number;
+  readonly windowMs: number;
+  readonly buckets: number;
+  readonly count: CountMode;
+}
+
+export interface RuleConfig {
+  readonly name: string;
+  readonly description?: string | undefined;
+  readonly stages: readonly Stage[];
+  readonly mode: RuleMode;
+  readonly match?: Conditions | undefined;
+  readonly unless?: Conditions | undefined;
+  readonly limit?: LimitConfig | undefined;
+  readonly action: Action;
+  readonly code?: number | undefined;
+  readonly enhancedCode?: string | undefined;
+  readonly text?: string | undefined;
+}
+
+export interface LeveeConfig {
+  readonly listen: { readonly policy: readonly ListenAddress[]; readonly milter: readonly ListenAddress[] };
+  readonly metrics: { readonly listen: HostPort | false };
+  readonly counters: { readonly backend: 'memory'; readonly maxKeys: number };
+  readonly log: { readonly level: LogLevel };
+  readonly policy: { readonly failAction: FailAction; readonly idleTimeoutMs: number };
+  readonly rules: readonly RuleConfig[];
+}
+
+// ---- value parsers --------------------------------------------------------
+
+const HOSTNAME_RE = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+/** sun_path is 108 bytes including the terminating NUL on Linux. */
+const MAX_UNIX_PATH = 107;
+
+/** Parse "HOST:PORT" (IPv6 host in brackets); a message when invalid. */
+export function parseHostPort(text: string): HostPort | string {
+  const colon = text.lastIndexOf(':');
+  if (colon <= 0) return `"${text}" is not HOST:PORT`;
+  const hostText = text.slice(0, colon);
+  const portText = text.slice(colon + 1);
+  if (!/^[1-9][0-9]{0,4}$/.test(portText) || Number(portText) > 65535) return `port "${portText}" is not in 1..65535`;
+  let host: string;
+  if (hostText.startsWith('[')) {
+    if (!hostText.endsWith(']')) return `"${hostText}" lacks its closing "]"`;
+    const inner = hostText.slice(1, -1);
+    const ip = parseIp(inner);
+    if (ip === undefined || ip.family !== 6 || inner.includes('.')) return `"${inner}" is not an IPv6 address`;
+    host = inner;
+  } else {
+    if (hostText.includes(':')) return `IPv6 address "${hostText}" must be in brackets: [${hostText}]:${portText}`;
+    if (parseIp(hostText) === undefined && !HOSTNAME_RE.test(hostText)) return `"${hostText}" is not an IP address or host name`;
+    host = hostText;
+  }
+  return { host, port: Number(portText), text };
+}
+
+/** Parse "inet:HOST:PORT" or "unix:/abs/path"; a message when invalid. */
+export function parseListenAddress(text: string): ListenAddress | string {
+  if (text.startsWith('unix:')) {
+    const path = text.slice(5);
+    if (!path.startsWith('/')) return `unix socket path "${path}" must be absolute`;
+    if (Buffer.byteLength(path) > MAX_UNIX_PATH) return `unix socket path is longer than ${MAX_UNIX_PATH} bytes`;
+    if (path.includes('\0')) return 'unix socket path contains NUL';
+    return { kind: 'unix', path, text };
+  }
+  if (text.startsWith('inet:')) {
+    const hp = parseHostPort(text.slice(5));
+    return typeof hp === 'string' ? hp : { kind: 'inet', host: hp.host, port: hp.port, text };
+  }
+  return `"${text}" is not "inet:HOST:PORT" or "unix:/path"`;
+}
+
+// ---- schema building blocks -----------------------------------------------
+
+/** Drop keys whose value is undefined, so a printed config shows only what is set. */
+function compact<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}
+
+/** A string or a non-empty list of strings; always a list after parsing. */
+function stringList<T extends z.ZodType<string, string>>(item: T, allowEmpty = false) {
+  return z.preprocess(
+    (v) => (typeof v === 'string' ? [v] : v),
+    z.array(item, { error: 'expected a string or a list of strings' }).min(allowEmpty ? 0 : 1, 'list must not be empty'),
+  );
+}
+
+function checkedString(check: (s: string) => string | undefined) {
+  return z.string({ error: 'expected a string' }).superRefine((s, ctx) => {
+    const m = check(s);
+    if (m !== undefined) ctx.addIssue({ code: 'custom', message: m });
+  });
+}
+
+const cidrItem = checkedString((s) => {
+  const c = parseCidr(s);
+  if (c === undefined) return `"${s}" is not an IP address or CIDR network`;
+  if (cidrHasHostBits(s)) return `"${s}" has host bits set; did you mean ${formatCidr(c)}?`;
+  return undefined;
+});
+
+const patternItem = (field: PatternField) => checkedString((s) => checkPattern(s, field));
+
+// An empty list is allowed: it turns that listener off.
+const listenList = stringList(
+  checkedString((s) => {
+    const r = parseListenAddress(s);
+    return typeof r === 'string' ? r : undefined;
+  }),
+  true,
+).transform((l) => l.map((s) => parseListenAddress(s) as ListenAddress));
+
+const duration = z.unknown().transform((v, ctx) => {
+  const ms = parseDuration(v);
+  if (ms === undefined) {
+    ctx.addIssue({ code: 'custom', message: `invalid duration ${JSON.stringify(v)}: write e.g. 500ms, 60s, 5m, 1h, 1d or a number of milliseconds` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const count = z.int({ error: 'expected a whole number' }).min(0, 'must be 0 or more');
+
+const range = z
+  .strictObject({ min: count.optional(), max: count.optional() })
+  .superRefine((r, ctx) => {
+    if (r.min === undefined && r.max === undefined) ctx.addIssue({ code: 'custom', message: 'give min, max or both' });
+    else if (r.min !== undefined && r.max !== undefined && r.min > r.max) {
+      ctx.addIssue({ code: 'custom', message: `min ${r.min} is greater than max ${r.max}`, path: ['min'] });
+    }
+  })
+  .transform((r): NumberRange => compact({ min: r.min, max: r.max }));
+
+const conditions = z
+  .strictObject({
+    client_address: stringList(cidrItem).optional(),
+    client_name: stringList(patternItem('host')).optional(),
+    helo_name: stringList(patternItem('host')).optional(),
+    sender: stringList(patternItem('address')).optional(),
+    recipient: stringList(patternItem('address')).optional(),
+    sasl_username: stringList(patternItem('username')).optional(),
+    null_sender: z.boolean({ error: 'expected true or false' }).optional(),
+    authenticated: z.boolean({ error: 'expected true or false' }).optional(),
+    size: range.optional(),
+    recipient_count: range.optional(),
+    protocol: z.enum(['policy', 'milter']).optional(),
+    stress: z.boolean({ error: 'expected true or false' }).optional(),
+  })
+  .transform(
+    (c): Conditions => compact({
+      clientAddress: c.client_address,
+      clientName: c.client_name,
+      heloName: c.helo_name,
+      sender: c.sender,
+      recipient: c.recipient,
+      saslUsername: c.sasl_username,
+      nullSender: c.null_sender,
+      authenticated: c.authenticated,
+      size: c.size,
+      recipientCount: c.recipient_count,
+      protocol: c.protocol,
+      stress: c.stress,
+    }),
+  );
+
+function isEmptyConditions(c: Conditions): boolean {
+  return Object.values(c).every((v) => v === undefined);
+}
+
+const keyTemplate = z.string({ error: 'expected a string' }).superRefine((s, ctx) => {
+  const r = parseKeyTemplate(s);
+  if (!r.ok) ctx.addIssue({ code: 'custom', message: r.message, params: { offset: r.offset } });
+});
+
+const MAX_BUCKETS = 1000;
+
+const limit = z
+  .strictObject({
+    key: keyTemplate,
+    max: count,
+    window: duration,
+    buckets: z.int({ error: 'expected a whole number' }).min(1, 'at least 1 bucket').max(MAX_BUCKETS, `at most ${MAX_BUCKETS} buckets`).default(DEFAULT_BUCKETS),
+    count: z.enum(['requests', 'recipients', 'bytes']).default('requests'),
+  })
+  .superRefine((l, ctx) => {
+    if (l.window < l.buckets) {
+      ctx.addIssue({ code: 'custom', message: `window ${formatDuration(l.window)} is shorter than ${l.buckets} buckets of 1ms`, path: ['window'] });
+    }
+  })
+  .transform((l): LimitConfig => ({ key: l.key, max: l.max, windowMs: l.window, buckets: l.buckets, count: l.count }));
+
+const stage = z.enum(STAGES as readonly Stage[] as [Stage, ...Stage[]]);
+
+const RULE_NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+
+const rule = z
+  .strictObject({
+    name: z.string({ error: 'expected a string' }).regex(RULE_NAME_RE, 'rule name must be 1-64 characters of A-Z a-z 0-9 _ . -'),
+    description: z.string({ error: 'expected a string' }).max(1000).optional(),
+    stage: stringList(stage).optional(),
+    mode: z.enum(['enforce', 'warn']).default('enforce'),
+    match: conditions.optional(),
+    unless: conditions.optional(),
+    limit: limit.optional(),
+    action: z.enum(ACTIONS as readonly Action[] as [Action, ...Action[]]),
+    code: z.int({ error: 'expected a whole number' }).optional(),
+    enhanced_code: z.string({ error: 'expected a string like "5.7.1"' }).optional(),
+    text: z.string({ error: 'expected a string' }).optional(),
+  })
+  .superRefine((r, ctx) => {
+    let bad = false;
+    const issue = (path: string, message: string): void => {
+      bad = true;
+      ctx.addIssue({ code: 'custom', message, path: [path] });
+    };
+    if (r.unless !== undefined && isEmptyConditions(r.unless)) {
+      // An empty `unless` always holds, which would switch the rule off entirely.
+      issue('unless', 'unless has no conditions, so it would exempt every request');
+    }
+    const cls = replyClassForAction(r.action);
+    if (cls === undefined) {
+      if (r.code !== undefined) issue('code', `code is only for tempfail or reject, not ${r.action}`);
+      if (r.enhanced_code !== undefined) issue('enhanced_code', `enhanced_code is only for tempfail or reject, not ${r.action}`);
+      if (r.text !== undefined && r.action !== 'quarantine' && r.action !== 'discard') {
+        issue('text', `text is only for tempfail, reject, quarantine or discard, not ${r.action}`);
+      }
+    } else {
+      if (r.code !== undefined && Math.floor(r.code / 100) !== cls) {
+        issue('code', `${r.action} needs a ${cls}xx code, not ${r.code}`);
+      } else if (r.code !== undefined && r.text === undefined) {
+        // Never a bare code: Postfix reads `action=550` without text as OK.
+        issue('code', 'code requires text');
+      }
+      if (r.enhanced_code !== undefined) {
+        const m = /^([245])\.(\d{1,3})\.(\d{1,3})$/.exec(r.enhanced_code);
+        if (m === null) issue('enhanced_code', `"${r.enhanced_code}" is not an enhanced status code like ${cls}.7.1`);
+        else if (Number(m[1]) !== cls) issue('enhanced_code', `${r.action} needs a ${cls}.x.x enhanced code, not ${r.enhanced_code}`);
+      }
+    }
+    if (r.text !== undefined) {
+      const m = validateReplyText(r.text);
+      if (m !== undefined) issue('text', m);
+    }
+    if (!bad && cls !== undefined) {
+      // The reply the rule will really send, defaults filled in, passes the same check as every emitted reply.
+      const reply = completeReply(r.action, r.limit !== undefined, r.code, r.enhanced_code, r.text);
+      const m = reply === undefined ? 'no reply' : validateReply(reply.code, reply.enhancedCode, reply.text);
+      if (m !== undefined) ctx.addIssue({ code: 'custom', message: m });
+    }
+  })
+  .transform(
+    (r): RuleConfig => compact({
+      name: r.name,
+      description: r.description,
+      stages: r.stage ?? STAGES,
+      mode: r.mode,
+      match: r.match,
+      unless: r.unless,
+      limit: r.limit,
+      action: r.action,
+      code: r.code,
+      enhancedCode: r.enhanced_code,
+      text: r.text,
+    }),
+  );
+
+const metricsListen = z.unknown().transform((v, ctx): HostPort | false => {
+  if (v === false) return false;
+  if (typeof v !== 'string') {
+    ctx.addIssue({ code: 'custom', message: 'expected "HOST:PORT" or false' });
+    return z.NEVER;
+  }
+  const hp = parseHostPort(v);
+  if (typeof hp === 'string') {
+    ctx.addIssue({ code: 'custom', message: hp });
+    return z.NEVER;
+  }
+  return hp;
+});
+
+export const DEFAULT_POLICY_LISTEN = 'inet:127.0.0.1:10031';
+export const DEFAULT_MILTER_LISTEN = 'inet:127.0.0.1:8891';
+export const DEFAULT_METRICS_LISTEN = '127.0.0.1:9469';
+export const DEFAULT_MAX_KEYS = 1_000_000;
+/** Just above Postfix's smtpd_policy_service_max_idle (300s), so Postfix closes idle connections first. */
+export const DEFAULT_IDLE_TIMEOUT = '330s';
+
+/**
+ * A top-level section: absent or empty (`log:` with everything below
+ * commented out, which YAML reads as null) means all its defaults.
+ */
+function section<T extends z.ZodType>(schema: T) {
+  return z.preprocess((v) => v ?? {}, schema);
+}
+
+export const configSchema = z
+  .strictObject({
+    listen: section(
+      z.strictObject({
+        policy: listenList.prefault([DEFAULT_POLICY_LISTEN]),
+        milter: listenList.prefault([DEFAULT_MILTER_LISTEN]),
+      }),
+    ),
+    metrics: section(z.strictObject({ listen: metricsListen.prefault(DEFAULT_METRICS_LISTEN) })),
+    counters: section(
+      z.strictObject({
+        backend: z.literal('memory', { error: 'only the "memory" backend exists for now' }).default('memory'),
+        max_keys: z.int({ error: 'expected a whole number' }).min(1).max(100_000_000).default(DEFAULT_MAX_KEYS),
+      }),
+    ),
+    log: section(z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })),
+    policy: section(
+      z.strictObject({
+        fail_action: z.enum(['continue', 'tempfail']).default('continue'),
+        idle_timeout: duration.prefault(DEFAULT_IDLE_TIMEOUT),
+      }),
+    ),
+    // `rules:` with every rule commented out is an empty list, not an error.
+    rules: z.preprocess((v) => v ?? [], z.array(rule, { error: 'expected a list of rules' })),
+  })
+  .superRefine((c, ctx) => {
+    const seen = new Map<string, number>();
+    c.rules.forEach((r, i) => {
+      const first = seen.get(r.name);
+      if (first !== undefined) {
+        ctx.addIssue({ code: 'custom', message: `duplicate rule name "${r.name}" (first used by rules.${first})`, path: ['rules', i, 'name'] });
+      } else {
+        seen.set(r.name, i);
+      }
+    });
+  })
+  .transform(
+    (c): LeveeConfig => ({
+      listen: { policy: c.listen.policy, milter: c.listen.milter },
+      metrics: { listen: c.metrics.listen },
+      counters: { backend: c.counters.backend, maxKeys: c.counters.max_keys },
+      log: { level: c.log.level },
+      policy: { failAction: c.policy.fail_action, idleTimeoutMs: c.policy.idle_timeout },
+      rules: c.rules,
+    }),
+  );

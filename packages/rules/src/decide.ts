@@ -1,0 +1,206 @@
+/**
+ * decide - Facts + Ruleset + counter totals -> Verdict, in two pure phases so
+ * a remote counter store can apply all of a request's counters in one round
+ * trip:
+ *
+ *   const plan = planCounters(facts, ruleset);        // which counters to add to
+ *   const totals = await store.apply(plan.hits, now); // the daemon's I/O
+ *   const { verdict, trail } = decide(facts, ruleset, plan, totals);
+ *
+ * Semantics. Rules are taken in order. A rule applies when it is active at the
+ * request's stage, its `match` holds and its `unless` does not hold.
+ * - A rule without `limit` that applies is terminal in enforce mode: it
+ *   decides and evaluation stops. In warn mode it is recorded in
+ *   `verdict.warnings` and evaluation goes on.
+ * - A rule with `limit` that applies (and whose key renders) adds its amount
+ *   to the counter `<rule>|<key>` and fires when the total after the add is
+ *   greater than `max`, so the (max+1)th event in a window is the first
+ *   refused. Firing in enforce mode decides; in warn mode it is recorded and
+ *   evaluation goes on.
+ * - Nothing decided: `continue`.
+ *
+ * Counting scope. Totals must be known before deciding, and which counters
+ * are added to must not depend on other counters' values (or a remote store
+ * would need one round trip per rule). So `planCounters` adds to every
+ * applicable limit rule from the first rule up to the first applicable
+ * non-limit enforce rule (which ends evaluation whatever the counters say).
+ * Consequences worth knowing:
+ * - when an earlier limit fires, later applicable limits in the scope have
+ *   still counted this request (the trail shows them as `counted`);
+ * - refused requests are counted too: a client that keeps trying at a rate
+ *   above the limit stays refused until it slows down, as with anvil;
+ * - a terminal rule (e.g. an allow-list placed first) shields the requests it
+ *   decides from every counter after it.
+ *
+ * `totals` shorter than `plan.hits` (a store that failed) reads as 0 for the
+ * missing ones: limits then do not fire, the fail-open choice; the daemon
+ * decides whether to fall back to local counting.
+ */
+
+import type { Facts } from './facts.js';
+import type { CounterEvidence, Verdict, WouldHaveActed } from './verdict.js';
+import { CONTINUE } from './verdict.js';
+import type { CounterHit, CounterStore } from './counter-store.js';
+import { buildView } from './request-view.js';
+import { missingPlaceholder, renderKeyTemplate } from './key-template.js';
+import { STAGE_BITS, countAmount, type CompiledRule, type RuleTrace, type Ruleset } from './rules-compile.js';
+
+export interface CounterPlan {
+  /** Counters this request adds to; the store's totals come back in the same order. */
+  readonly hits: readonly CounterHit[];
+  /**
+   * Per rule considered, in order: a settled trail entry, or the index into
+   * `hits` of a limit rule still to be judged on its total. Internal to decide().
+   */
+  readonly steps: readonly (RuleTrace | number)[];
+  /** The rule behind each hit. */
+  readonly hitRules: readonly CompiledRule[];
+}
+
+export interface Decision {
+  readonly verdict: Verdict;
+  /** One entry per rule considered, in order (for `levee explain`). */
+  readonly trail: readonly RuleTrace[];
+}
+
+/** Which counters this request increments. Pure. */
+export function planCounters(facts: Facts, ruleset: Ruleset): CounterPlan {
+  const view = buildView(facts, ruleset.needs);
+  const bit = STAGE_BITS[facts.stage] ?? 0;
+  const steps: (RuleTrace | number)[] = [];
+  const hits: CounterHit[] = [];
+  const hitRules: CompiledRule[] = [];
+  rules: for (const rule of ruleset.rules) {
+    if ((rule.stageMask & bit) === 0) {
+      steps.push(rule.traces.stage);
+      continue;
+    }
+    for (const c of rule.match) {
+      if (!c.check(view)) {
+        steps.push(c.failTrace);
+        continue rules;
+      }
+    }
+    if (rule.unless.length > 0) {
+      let exempt = true;
+      for (const c of rule.unless) {
+        if (!c.check(view)) {
+          exempt = false;
+          break;
+        }
+      }
+      if (exempt) {
+        steps.push(rule.traces.exempt);
+        continue;
+      }
+    }
+    const limit = rule.limit;
+    if (limit !== undefined) {
+      const key = renderKeyTemplate(limit.template, view, limit.keyPrefix);
+      if (key === undefined) {
+        const missing = missingPlaceholder(limit.template, view) ?? 'a placeholder';
+        steps.push({
+          rule: rule.name,
+          index: rule.index,
+          outcome: 'no-key',
+          detail: `limit.key: ${missing} is absent from this request`,
+          condition: `limit.key ${missing}`,
+        });
+        continue;
+      }
+      steps.push(hits.length);
+      hits.push({ key, amount: countAmount(limit.count, facts), window: limit.window });
+      hitRules.push(rule);
+      continue;
+    }
+    if (rule.mode === 'warn') {
+      steps.push(rule.traces.warned);
+      continue;
+    }
+    steps.push(rule.traces.decided);
+    break;
+  }
+  return { hits, steps, hitRules };
+}
+
+/** The rule's verdict plus the counter that tripped (written out: see the note on spreads in decide). */
+function limitVerdict(rule: CompiledRule, counter: CounterEvidence): Verdict {
+  const v = rule.verdict;
+  if (v.code !== undefined && v.enhancedCode !== undefined && v.text !== undefined) {
+    return { action: v.action, code: v.code, enhancedCode: v.enhancedCode, text: v.text, rule: rule.name, counter };
+  }
+  if (v.text !== undefined) return { action: v.action, text: v.text, rule: rule.name, counter };
+  return { action: v.action, rule: rule.name, counter };
+}
+
+function withWarnings(v: Verdict, warnings: WouldHaveActed[] | undefined): Verdict {
+  return warnings === undefined ? v : { ...v, warnings };
+}
+
+/** The verdict, given the totals the store returned for `plan.hits` (same order). Pure. */
+export function decide(_facts: Facts, ruleset: Ruleset, plan: CounterPlan, totals: readonly number[]): Decision {
+  const trail: RuleTrace[] = [];
+  let warnings: WouldHaveActed[] | undefined;
+  let verdict: Verdict | undefined;
+  let decidedBy = '';
+  for (const step of plan.steps) {
+    if (typeof step !== 'number') {
+      if (verdict !== undefined) continue; // not considered: an earlier limit decided
+      trail.push(step);
+      if (step.outcome === 'decided') {
+        verdict = ruleset.rules[step.index]?.verdict;
+        decidedBy = step.rule;
+      } else if (step.outcome === 'warned') {
+        const w = ruleset.rules[step.index]?.warning;
+        if (w !== undefined) (warnings ??= []).push(w);
+      }
+      continue;
+    }
+    const rule = plan.hitRules[step];
+    const hit = plan.hits[step];
+    if (rule === undefined || hit === undefined || rule.limit === undefined) continue;
+    const total = totals[step] ?? 0;
+    const max = rule.limit.max;
+    const counter: CounterEvidence = { rule: rule.name, key: hit.key, count: total, limit: max, windowMs: rule.limit.window.windowMs };
+    // Trail entries are written out in full rather than spread from a common
+    // base: object spread here cost several times the rest of decide().
+    if (verdict !== undefined) {
+      trail.push({
+        rule: rule.name,
+        index: rule.index,
+        outcome: 'counted',
+        detail: `counted ${total}/${max}; not judged, ${decidedBy} decided first`,
+        counter,
+      });
+    } else if (total <= max) {
+      trail.push({ rule: rule.name, index: rule.index, outcome: 'under-limit', detail: `${total} of max ${max} in window`, counter });
+    } else if (rule.mode === 'warn') {
+      trail.push({
+        rule: rule.name,
+        index: rule.index,
+        outcome: 'warned',
+        detail: `warn mode: ${total} > max ${max}, would have answered ${rule.action}`,
+        action: rule.action,
+        counter,
+      });
+      (warnings ??= []).push({ rule: rule.name, action: rule.action, counter });
+    } else {
+      trail.push({ rule: rule.name, index: rule.index, outcome: 'decided', detail: `${total} > max ${max}: ${rule.action}`, action: rule.action, counter });
+      verdict = limitVerdict(rule, counter);
+      decidedBy = rule.name;
+    }
+  }
+  return { verdict: withWarnings(verdict ?? CONTINUE, warnings), trail };
+}
+
+/**
+ * Plan, apply to a store, decide: the whole decision for one request.
+ * Synchronous when the store is; a Promise otherwise.
+ */
+export function decideWithStore(facts: Facts, ruleset: Ruleset, store: CounterStore, now: number): Decision | Promise<Decision> {
+  const plan = planCounters(facts, ruleset);
+  if (plan.hits.length === 0) return decide(facts, ruleset, plan, []);
+  const totals = store.apply(plan.hits, now);
+  if (Array.isArray(totals)) return decide(facts, ruleset, plan, totals as readonly number[]);
+  return Promise.resolve(totals).then((t) => decide(facts, ruleset, plan, t));
+}

@@ -1,0 +1,68 @@
+/**
+ * @levee/rules - facts -> verdict: config schema and loading, rule
+ * compilation and evaluation, sliding-window arithmetic and the counter-store
+ * port. Pure: no sockets, no files, no clock (`now` is always passed in).
+ */
+
+export type { Facts, Protocol, Stage } from './facts.js';
+export { STAGES } from './facts.js';
+export type { Action, CounterEvidence, Verdict, WouldHaveActed } from './verdict.js';
+export { ACTIONS, CONTINUE } from './verdict.js';
+
+export type { Cidr, CidrMatcher, IpAddress, IpFamily } from './ip.js';
+export { canonicalIp, cidrContains, cidrHasHostBits, compileCidrList, formatCidr, formatIp, networkKey, parseCidr, parseIp } from './ip.js';
+
+export type { WindowSpec, WindowState } from './sliding-window.js';
+export {
+  addToWindow,
+  advanceWindow,
+  bucketWidth,
+  createWindowState,
+  DEFAULT_BUCKETS,
+  effectiveWindowMs,
+  MAX_BUCKET_COUNT,
+  retryAfterMs,
+  windowTotal,
+} from './sliding-window.js';
+
+export type { CounterHit, CounterRead, CounterStore } from './counter-store.js';
+
+export { formatDuration, MAX_DURATION_MS, parseDuration } from './duration.js';
+export type { Reply } from './reply.js';
+export { completeReply, MAX_REPLY_TEXT, replyClassForAction, validateReply, validateReplyText } from './reply.js';
+export type { PatternField, PatternMatcher } from './string-pattern.js';
+export { checkPattern, compilePatterns, MAX_REGEX_SOURCE, MAX_TESTED_LENGTH } from './string-pattern.js';
+export type { FieldPlaceholder, KeyTemplate, TemplateParseResult, TemplatePart } from './key-template.js';
+export { DEFAULT_NETWORK_V4, DEFAULT_NETWORK_V6, FIELD_PLACEHOLDERS, MAX_KEY_VALUE, parseKeyTemplate } from './key-template.js';
+
+export type {
+  Conditions,
+  CountMode,
+  FailAction,
+  HostPort,
+  LeveeConfig,
+  LimitConfig,
+  ListenAddress,
+  LogLevel,
+  NumberRange,
+  RuleConfig,
+  RuleMode,
+} from './config-schema.js';
+export {
+  configSchema,
+  DEFAULT_IDLE_TIMEOUT,
+  DEFAULT_MAX_KEYS,
+  DEFAULT_METRICS_LISTEN,
+  DEFAULT_MILTER_LISTEN,
+  DEFAULT_POLICY_LISTEN,
+  parseHostPort,
+  parseListenAddress,
+} from './config-schema.js';
+export type { ConfigIssue, ConfigLoadResult } from './config-load.js';
+export { formatConfigIssue, loadConfig } from './config-load.js';
+export { DEFAULT_CONFIG_YAML } from './default-config.js';
+
+export type { CompiledCondition, CompiledLimit, CompiledRule, RuleOutcome, RuleTrace, Ruleset } from './rules-compile.js';
+export { compileRules, countAmount } from './rules-compile.js';
+export type { CounterPlan, Decision } from './decide.js';
+export { decide, decideWithStore, planCounters } from './decide.js';
