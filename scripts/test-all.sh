@@ -18,7 +18,8 @@ mkdir -p .test-results
 results=.test-results/jest.json
 rm -f "$results"
 status=0
-npx --no-install jest --ci --json --outputFile="$results" "$@" || status=$?
+# Bounded: a test that leaks a handle must fail the run, not hang CI.
+timeout --kill-after=30s 40m npx --no-install jest --ci --json --outputFile="$results" "$@" || status=$?
 
 if [ -s "$results" ]; then
   node -e '
