@@ -71,7 +71,7 @@ export function createPolicyService(options: PolicyServiceOptions): PolicyServic
         connLog.error({ err: String(outcome.error) }, 'decision failed, answering the fail action');
         verdict = failVerdict(options.settings().failAction);
       }
-      const reply = encodeVerdict(verdict);
+      const reply = encodeVerdict(verdict, facts.stage);
       const seconds = (performance.now() - started) / 1000;
       record(facts, verdict, seconds);
       return reply;
@@ -112,7 +112,7 @@ export function createPolicyService(options: PolicyServiceOptions): PolicyServic
           if (!converted.ok) {
             metrics.protocolErrors.labels('policy', 'bad-request').inc();
             connLog.warn({ problem: converted.problem }, 'request cannot be decided, answering the fail action');
-            return encodeVerdict(failVerdict(options.settings().failAction));
+            return encodeVerdict(failVerdict(options.settings().failAction), 'connect');
           }
           const outcome = decideFacts(converted.facts, decider);
           if (outcome instanceof Promise) return outcome.then((resolved) => answer(converted.facts, started, resolved));

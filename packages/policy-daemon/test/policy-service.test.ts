@@ -170,6 +170,26 @@ rules:
   });
 });
 
+describe('add_header on the policy path', () => {
+  test('a tagging rule becomes PREPEND, except at END-OF-MESSAGE where Postfix refuses it', async () => {
+    const levee = await startTestDaemon(`
+rules:
+  - name: tag
+    match: { sender: ["@tagged.example"] }
+    action: continue
+    add_header: "X-Levee-Tag: external"
+`);
+    try {
+      const client = await levee.client();
+      expect((await client.request(rcptRequest({ sender: 'a@tagged.example' }))).action).toBe('PREPEND X-Levee-Tag: external');
+      expect((await client.request(rcptRequest({ sender: 'a@tagged.example', protocol_state: 'END-OF-MESSAGE' }))).action).toBe('DUNNO');
+      expect((await client.request(rcptRequest())).action).toBe('DUNNO');
+    } finally {
+      await levee.close();
+    }
+  });
+});
+
 describe('fail action', () => {
   test('when deciding throws, the configured fail action is answered and counted', async () => {
     const levee = await startTestDaemon(

@@ -16,7 +16,7 @@
 
 import { z } from 'zod';
 import { STAGES, type Protocol, type Stage } from './facts.js';
-import { ACTIONS, type Action } from './verdict.js';
+import { ACTIONS, type Action, type HeaderToAdd } from './verdict.js';
 import { cidrHasHostBits, formatCidr, parseCidr, parseIp } from './ip.js';
 import { checkPattern, type PatternField } from './string-pattern.js';
 import { parseKeyTemplate } from './key-template.js';
@@ -61,6 +61,15 @@ export interface Conditions {
   readonly recipientCount?: NumberRange | undefined;
   readonly protocol?: Protocol | undefined;
   readonly stress?: boolean | undefined;
+  /** Open connections from the client / in total (milter only: the policy protocol has no close). */
+  readonly clientConcurrency?: NumberRange | undefined;
+  readonly totalConcurrency?: NumberRange | undefined;
+  /** Header name (case-insensitive) -> text patterns; holds when a header of each name matches. */
+  readonly header?: Readonly<Record<string, readonly string[]>> | undefined;
+  /** Holds when any attachment's file name matches. */
+  readonly attachmentName?: readonly string[] | undefined;
+  /** Holds when any attachment's MIME type matches. */
+  readonly attachmentType?: readonly string[] | undefined;
 }
 
 export interface LimitConfig {
@@ -84,6 +93,8 @@ export interface RuleConfig {
   readonly code?: number | undefined;
   readonly enhancedCode?: string | undefined;
   readonly text?: string | undefined;
+  /** Headers added when the rule decides; with action continue the rule tags and evaluation goes on. */
+  readonly addHeaders?: readonly HeaderToAdd[] | undefined;
 }
 
 export interface LeveeConfig {
@@ -147,7 +158,7 @@ function compact<T extends object>(o: T): T {
 }
 
 /** A string or a non-empty list of strings; always a list after parsing. */
-function stringList<T extends z.ZodType<string, string>>(item: T, allowEmpty = false) {
+function stringList<T extends z.ZodType<unknown, string>>(item: T, allowEmpty = false) {
   return z.preprocess(
     (v) => (typeof v === 'string' ? [v] : v),
     z.array(item, { error: 'expected a string or a list of strings' }).min(allowEmpty ? 0 : 1, 'list must not be empty'),
@@ -167,6 +178,31 @@ const cidrItem = checkedString((s) => {
   if (cidrHasHostBits(s)) return `"${s}" has host bits set; did you mean ${formatCidr(c)}?`;
   return undefined;
 });
+
+/** RFC 5322 field name: printable ASCII except ":" and space. */
+const HEADER_NAME_RE = /^[!-9;-~]{1,76}$/;
+
+/** `add_header: "X-Name: value"` -> { name, value }; the value is one line of printable text. */
+const headerLine = z.string({ error: 'expected "Name: value"' }).transform((s, ctx): HeaderToAdd => {
+  const colon = s.indexOf(':');
+  const name = colon < 0 ? '' : s.slice(0, colon);
+  const value = colon < 0 ? '' : s.slice(colon + 1).trim();
+  if (!HEADER_NAME_RE.test(name)) {
+    ctx.addIssue({ code: 'custom', message: `"${s}" is not "Name: value" with a header name of printable ASCII` });
+    return z.NEVER;
+  }
+  const problem = value.length === 0 ? 'the header value is empty' : replyTextProblemForHeader(value);
+  if (problem !== undefined) {
+    ctx.addIssue({ code: 'custom', message: `header ${name}: ${problem}` });
+    return z.NEVER;
+  }
+  return { name, value };
+});
+
+function replyTextProblemForHeader(value: string): string | undefined {
+  // The same single-line, no-control-character rule as reply text.
+  return validateReplyText(value)?.replace('reply text', 'header value');
+}
 
 const patternItem = (field: PatternField) => checkedString((s) => checkPattern(s, field));
 
@@ -214,6 +250,15 @@ const conditions = z
     recipient_count: range.optional(),
     protocol: z.enum(['policy', 'milter']).optional(),
     stress: z.boolean({ error: 'expected true or false' }).optional(),
+    client_concurrency: range.optional(),
+    total_concurrency: range.optional(),
+    header: z
+      .record(z.string().regex(HEADER_NAME_RE, 'header names are printable ASCII without ":" or spaces'), stringList(patternItem('text')), {
+        error: 'expected a map of header name to patterns',
+      })
+      .optional(),
+    attachment_name: stringList(patternItem('filename')).optional(),
+    attachment_type: stringList(patternItem('text')).optional(),
   })
   .transform(
     (c): Conditions => compact({
@@ -229,6 +274,11 @@ const conditions = z
       recipientCount: c.recipient_count,
       protocol: c.protocol,
       stress: c.stress,
+      clientConcurrency: c.client_concurrency,
+      totalConcurrency: c.total_concurrency,
+      header: c.header,
+      attachmentName: c.attachment_name,
+      attachmentType: c.attachment_type,
     }),
   );
 
@@ -275,6 +325,7 @@ const rule = z
     code: z.int({ error: 'expected a whole number' }).optional(),
     enhanced_code: z.string({ error: 'expected a string like "5.7.1"' }).optional(),
     text: z.string({ error: 'expected a string' }).optional(),
+    add_header: stringList(headerLine).optional(),
   })
   .superRefine((r, ctx) => {
     let bad = false;
@@ -330,6 +381,7 @@ const rule = z
       code: r.code,
       enhancedCode: r.enhanced_code,
       text: r.text,
+      addHeaders: r.add_header,
     }),
   );
 

@@ -38,12 +38,12 @@
  */
 
 import type { Facts } from './facts.js';
-import type { CounterEvidence, Verdict, WouldHaveActed } from './verdict.js';
+import type { CounterEvidence, HeaderToAdd, Verdict, WouldHaveActed } from './verdict.js';
 import { CONTINUE } from './verdict.js';
 import type { CounterHit, CounterStore } from './counter-store.js';
 import { buildView } from './request-view.js';
 import { missingPlaceholder, renderKeyTemplate } from './key-template.js';
-import { STAGE_BITS, countAmount, type CompiledRule, type RuleTrace, type Ruleset } from './rules-compile.js';
+import { STAGE_BITS, countAmount, isTaggingRule, type CompiledRule, type RuleTrace, type Ruleset } from './rules-compile.js';
 
 export interface CounterPlan {
   /** Counters this request adds to; the store's totals come back in the same order. */
@@ -117,6 +117,10 @@ export function planCounters(facts: Facts, ruleset: Ruleset): CounterPlan {
       steps.push(rule.traces.warned);
       continue;
     }
+    if (isTaggingRule(rule)) {
+      steps.push(rule.traces.tagged);
+      continue;
+    }
     steps.push(rule.traces.decided);
     break;
   }
@@ -126,21 +130,31 @@ export function planCounters(facts: Facts, ruleset: Ruleset): CounterPlan {
 /** The rule's verdict plus the counter that tripped (written out: see the note on spreads in decide). */
 function limitVerdict(rule: CompiledRule, counter: CounterEvidence): Verdict {
   const v = rule.verdict;
+  let out: Verdict;
   if (v.code !== undefined && v.enhancedCode !== undefined && v.text !== undefined) {
-    return { action: v.action, code: v.code, enhancedCode: v.enhancedCode, text: v.text, rule: rule.name, counter };
+    out = { action: v.action, code: v.code, enhancedCode: v.enhancedCode, text: v.text, rule: rule.name, counter };
+  } else if (v.text !== undefined) {
+    out = { action: v.action, text: v.text, rule: rule.name, counter };
+  } else {
+    out = { action: v.action, rule: rule.name, counter };
   }
-  if (v.text !== undefined) return { action: v.action, text: v.text, rule: rule.name, counter };
-  return { action: v.action, rule: rule.name, counter };
+  return v.addHeaders === undefined ? out : { ...out, addHeaders: v.addHeaders };
 }
 
-function withWarnings(v: Verdict, warnings: WouldHaveActed[] | undefined): Verdict {
-  return warnings === undefined ? v : { ...v, warnings };
+/** The final verdict: headers from tagging rules first, then the deciding rule's; warnings attached. */
+function finish(v: Verdict, tags: HeaderToAdd[] | undefined, warnings: WouldHaveActed[] | undefined): Verdict {
+  if (tags === undefined && warnings === undefined) return v;
+  let out = v;
+  if (tags !== undefined) out = { ...out, addHeaders: out.addHeaders === undefined ? tags : [...tags, ...out.addHeaders] };
+  if (warnings !== undefined) out = { ...out, warnings };
+  return out;
 }
 
 /** The verdict, given the totals the store returned for `plan.hits` (same order). Pure. */
 export function decide(_facts: Facts, ruleset: Ruleset, plan: CounterPlan, totals: readonly number[]): Decision {
   const trail: RuleTrace[] = [];
   let warnings: WouldHaveActed[] | undefined;
+  let tags: HeaderToAdd[] | undefined;
   let verdict: Verdict | undefined;
   let decidedBy = '';
   for (const step of plan.steps) {
@@ -153,6 +167,8 @@ export function decide(_facts: Facts, ruleset: Ruleset, plan: CounterPlan, total
       } else if (step.outcome === 'warned') {
         const w = ruleset.rules[step.index]?.warning;
         if (w !== undefined) (warnings ??= []).push(w);
+      } else if (step.outcome === 'tagged') {
+        for (const h of ruleset.rules[step.index]?.verdict.addHeaders ?? []) (tags ??= []).push(h);
       }
       continue;
     }
@@ -190,7 +206,7 @@ export function decide(_facts: Facts, ruleset: Ruleset, plan: CounterPlan, total
       decidedBy = rule.name;
     }
   }
-  return { verdict: withWarnings(verdict ?? CONTINUE, warnings), trail };
+  return { verdict: finish(verdict ?? CONTINUE, tags, warnings), trail };
 }
 
 /**

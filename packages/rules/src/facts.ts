@@ -43,4 +43,35 @@ export interface Facts {
   /** Postfix `stress=yes`: the MTA itself is overloaded. */
   readonly stress?: boolean;
   readonly policyContext?: string;
+  /** Open connections from this client address, this one included (milter: it sees connect and close). */
+  readonly clientConcurrency?: number;
+  /** Open connections from all clients, this one included (milter). */
+  readonly totalConcurrency?: number;
+  /** What the content of the message showed (milter, from end of headers on). */
+  readonly message?: MessageFacts;
+}
+
+/** A header as the MTA passed it: name as sent, value unfolded of nothing (may hold "\n\t"). */
+export interface HeaderFact {
+  readonly name: string;
+  readonly value: string;
+}
+
+/** One MIME leaf part that is an attachment or carries a file name. */
+export interface AttachmentFact {
+  /** Decoded file name (Content-Disposition filename or Content-Type name), if any. */
+  readonly filename?: string;
+  /** Lowercased MIME type, e.g. "application/zip". */
+  readonly contentType: string;
+}
+
+export interface MessageFacts {
+  /** Top-level headers in order (bounded by the milter header limits). */
+  readonly headers: readonly HeaderFact[];
+  /** Parts with a file name or `Content-Disposition: attachment`, at any depth (bounded). */
+  readonly attachments: readonly AttachmentFact[];
+  /** MIME leaf parts seen. */
+  readonly parts: number;
+  /** Body bytes as received. */
+  readonly bodyBytes: number;
 }

@@ -4,9 +4,9 @@
  * port. Pure: no sockets, no files, no clock (`now` is always passed in).
  */
 
-export type { Facts, Protocol, Stage } from './facts.js';
+export type { AttachmentFact, Facts, HeaderFact, MessageFacts, Protocol, Stage } from './facts.js';
 export { STAGES } from './facts.js';
-export type { Action, CounterEvidence, Verdict, WouldHaveActed } from './verdict.js';
+export type { Action, CounterEvidence, HeaderToAdd, Verdict, WouldHaveActed } from './verdict.js';
 export { ACTIONS, CONTINUE } from './verdict.js';
 
 export type { Cidr, CidrMatcher, IpAddress, IpFamily } from './ip.js';
@@ -63,6 +63,6 @@ export { formatConfigIssue, loadConfig } from './config-load.js';
 export { DEFAULT_CONFIG_YAML } from './default-config.js';
 
 export type { CompiledCondition, CompiledLimit, CompiledRule, RuleOutcome, RuleTrace, Ruleset } from './rules-compile.js';
-export { compileRules, countAmount } from './rules-compile.js';
+export { compileRules, countAmount, isTaggingRule } from './rules-compile.js';
 export type { CounterPlan, Decision } from './decide.js';
 export { decide, decideWithStore, planCounters } from './decide.js';

@@ -47,6 +47,8 @@ export type RuleOutcome =
   | 'warned'
   /** This rule decided the verdict. */
   | 'decided'
+  /** A `continue` rule with add_header applied: its headers are added and evaluation went on. */
+  | 'tagged'
   /** The limit counted this request, but an earlier rule had already decided. */
   | 'counted';
 
@@ -101,6 +103,7 @@ export interface CompiledRule {
     readonly exempt: RuleTrace;
     readonly warned: RuleTrace;
     readonly decided: RuleTrace;
+    readonly tagged: RuleTrace;
   };
   readonly config: RuleConfig;
 }
@@ -155,6 +158,14 @@ function compileConditions(c: Conditions, prefix: 'match' | 'unless', rule: stri
     const r = c.recipientCount;
     add('recipient_count', (v) => inRange(v.facts.recipientCount, r));
   }
+  if (c.clientConcurrency !== undefined) {
+    const r = c.clientConcurrency;
+    add('client_concurrency', (v) => inRange(v.facts.clientConcurrency, r));
+  }
+  if (c.totalConcurrency !== undefined) {
+    const r = c.totalConcurrency;
+    add('total_concurrency', (v) => inRange(v.facts.totalConcurrency, r));
+  }
   if (c.clientAddress !== undefined) {
     needs.ip = true;
     const m = compileCidrList(c.clientAddress);
@@ -189,17 +200,48 @@ function compileConditions(c: Conditions, prefix: 'match' | 'unless', rule: stri
     const m = compilePatterns(c.saslUsername, 'username');
     add('sasl_username', (v) => v.saslLower !== undefined && m(v.facts.saslUsername ?? '', v.saslLower, v.saslDomain));
   }
+  // Message conditions last: they walk the headers and attachments.
+  for (const [name, patterns] of Object.entries(c.header ?? {})) {
+    const wanted = name.toLowerCase();
+    const m = compilePatterns(patterns, 'text');
+    add(`header.${name}`, (v) => {
+      for (const h of v.facts.message?.headers ?? []) if (h.name.toLowerCase() === wanted && m(h.value, h.value.toLowerCase(), undefined)) return true;
+      return false;
+    });
+  }
+  if (c.attachmentName !== undefined) {
+    const m = compilePatterns(c.attachmentName, 'filename');
+    add('attachment_name', (v) => {
+      for (const a of v.facts.message?.attachments ?? []) if (a.filename !== undefined && m(a.filename, a.filename.toLowerCase(), undefined)) return true;
+      return false;
+    });
+  }
+  if (c.attachmentType !== undefined) {
+    const m = compilePatterns(c.attachmentType, 'text');
+    add('attachment_type', (v) => {
+      for (const a of v.facts.message?.attachments ?? []) if (m(a.contentType, a.contentType, undefined)) return true;
+      return false;
+    });
+  }
   return out;
 }
 
 function compileVerdict(r: RuleConfig): Verdict {
   const isLimit = r.limit !== undefined;
+  const headers = r.addHeaders === undefined || r.addHeaders.length === 0 ? {} : { addHeaders: Object.freeze([...r.addHeaders]) };
   const reply = completeReply(r.action, isLimit, r.code, r.enhancedCode, r.text);
   if (reply !== undefined) {
-    return Object.freeze({ action: r.action, code: reply.code, enhancedCode: reply.enhancedCode, text: reply.text, rule: r.name });
+    return Object.freeze({ action: r.action, code: reply.code, enhancedCode: reply.enhancedCode, text: reply.text, rule: r.name, ...headers });
   }
   const reason = defaultReasonText(r.action, isLimit, r.text);
-  return Object.freeze(reason !== undefined ? { action: r.action, text: reason, rule: r.name } : { action: r.action, rule: r.name });
+  return Object.freeze(
+    reason !== undefined ? { action: r.action, text: reason, rule: r.name, ...headers } : { action: r.action, rule: r.name, ...headers },
+  );
+}
+
+/** A non-limit `continue` rule with headers tags the message and lets evaluation go on. */
+export function isTaggingRule(rule: CompiledRule): boolean {
+  return rule.limit === undefined && rule.action === 'continue' && rule.verdict.addHeaders !== undefined;
 }
 
 function compileRule(r: RuleConfig, index: number, needs: ViewNeeds): CompiledRule {
@@ -241,6 +283,7 @@ function compileRule(r: RuleConfig, index: number, needs: ViewNeeds): CompiledRu
       }),
       warned: Object.freeze({ ...base, outcome: 'warned', detail: `warn mode: would have answered ${r.action}`, action: r.action }),
       decided: Object.freeze({ ...base, outcome: 'decided', detail: `applied: ${r.action}`, action: r.action }),
+      tagged: Object.freeze({ ...base, outcome: 'tagged', detail: `applied: add ${(r.addHeaders ?? []).map((h) => h.name).join(', ')}`, action: r.action }),
     },
     config: r,
   };

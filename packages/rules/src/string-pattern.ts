@@ -12,6 +12,11 @@
  *                       itself; list both when both are meant, as Postfix does)
  * User-name field (sasl_username): any other text is an exact, case-insensitive
  *   user name; the `@domain` forms work as for addresses.
+ * Text fields (header values, MIME types): any other text is the exact value,
+ *   case-insensitive; white space allowed.
+ * File names (attachments): `.exe` any name ending in ".exe" (so "a.pdf.exe"
+ *   matches `.exe` and `.pdf.exe`); any other text is the exact name;
+ *   case-insensitive; white space allowed.
  * Every field: `/regex/flags`, a JavaScript RegExp, flags from [imsu] only
  *   (no `g`/`y`: their lastIndex state would make a shared RegExp give
  *   different answers to the same input). The regex sees the value as
@@ -24,7 +29,7 @@
  * lists cost the same as short ones.
  */
 
-export type PatternField = 'address' | 'host' | 'username';
+export type PatternField = 'address' | 'host' | 'username' | 'text' | 'filename';
 
 export const MAX_REGEX_SOURCE = 200;
 export const MAX_TESTED_LENGTH = 1024;
@@ -82,6 +87,8 @@ export function checkPattern(pattern: string, field: PatternField): string | und
   if (pattern.length === 0) return 'empty pattern';
   if (pattern.length > MAX_PATTERN_LENGTH) return `pattern longer than ${MAX_PATTERN_LENGTH} characters`;
   if (pattern.startsWith('/')) return checkRegex(pattern);
+  if (field === 'text') return undefined;
+  if (field === 'filename') return pattern === '.' ? 'a file-name suffix needs text after the dot' : undefined;
   if (/\s/.test(pattern)) return 'pattern contains white space';
   if (field === 'host') {
     if (pattern.includes('@')) return `"${pattern}" is an address pattern; host patterns are "name" or ".domain"`;
@@ -125,6 +132,11 @@ export function compilePatterns(patterns: readonly string[], field: PatternField
     if (p.startsWith('/')) {
       const parts = splitRegex(p);
       if (parts !== undefined) regexes.push(new RegExp(parts.source, parts.flags));
+    } else if (field === 'text') {
+      exact.add(p.toLowerCase());
+    } else if (field === 'filename') {
+      if (p.startsWith('.')) parents.add(p.toLowerCase());
+      else exact.add(p.toLowerCase());
     } else if (field === 'host') {
       if (p.startsWith('.')) parents.add(stripDot(p.slice(1).toLowerCase()));
       else exact.add(stripDot(p.toLowerCase()));
@@ -143,16 +155,27 @@ export function compilePatterns(patterns: readonly string[], field: PatternField
   // Host suffixes match strictly below the parent; address `@.` forms include the domain itself.
   const strictParents = field === 'host';
   const matchesExact = field === 'host' ? (domain: string | undefined) => domain !== undefined && exact.has(domain) : undefined;
+  if (field === 'filename') {
+    // `domain` is unused; every ".suffix" of the name is looked up.
+    return (raw, lower) => {
+      if (hasExact && exact.has(lower)) return true;
+      if (hasParents) for (let i = lower.indexOf('.'); i >= 0; i = lower.indexOf('.', i + 1)) if (parents.has(lower.slice(i))) return true;
+      return hasRegexes && testRegexes(regexes, raw);
+    };
+  }
   return (raw, lower, domain) => {
     if (hasExact && (matchesExact !== undefined ? matchesExact(domain) : exact.has(lower))) return true;
     if (domain !== undefined) {
       if (hasDomains && domains.has(domain)) return true;
       if (hasParents && inParentSet(domain, parents, strictParents)) return true;
     }
-    if (hasRegexes) {
-      const tested = raw.length > MAX_TESTED_LENGTH ? raw.slice(0, MAX_TESTED_LENGTH) : raw;
-      for (const re of regexes) if (re.test(tested)) return true;
-    }
-    return false;
+    return hasRegexes && testRegexes(regexes, raw);
   };
+}
+
+/** True when any regex matches the value's first MAX_TESTED_LENGTH characters. */
+function testRegexes(regexes: readonly RegExp[], raw: string): boolean {
+  const tested = raw.length > MAX_TESTED_LENGTH ? raw.slice(0, MAX_TESTED_LENGTH) : raw;
+  for (const re of regexes) if (re.test(tested)) return true;
+  return false;
 }

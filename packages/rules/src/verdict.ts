@@ -32,6 +32,14 @@ export interface Verdict {
   readonly counter?: CounterEvidence;
   /** Rules in `warn` mode that would have acted (shadow mode). */
   readonly warnings?: readonly WouldHaveActed[];
+  /** Headers to add to the message (milter: at end of message; policy: PREPEND). */
+  readonly addHeaders?: readonly HeaderToAdd[];
+}
+
+export interface HeaderToAdd {
+  readonly name: string;
+  /** One line, or folded with "\n\t" (never CRLF: milter pitfall C.12). */
+  readonly value: string;
 }
 
 export interface WouldHaveActed {
