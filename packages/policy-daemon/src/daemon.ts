@@ -14,6 +14,7 @@ import type { Logger } from './logger.js';
 import { createMemoryStore, type MemoryStore } from './memory-store.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { startMetricsServer, type MetricsServer } from './metrics-server.js';
+import { createMilterService } from './milter-service.js';
 import { createPolicyService } from './policy-service.js';
 import { listenOn, type Listener } from './socket-listener.js';
 
@@ -27,6 +28,9 @@ export interface DaemonOptions {
 
 export interface Daemon {
   readonly policyListeners: readonly Listener[];
+  readonly milterListeners: readonly Listener[];
+  /** Open milter connections from `address` (what client_concurrency reads). */
+  milterConcurrency(address: string): number;
   readonly metricsServer: MetricsServer | undefined;
   readonly metrics: Metrics;
   readonly store: MemoryStore;
@@ -55,13 +59,27 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     settings: () => live.config.policy,
   });
 
+  const milter = createMilterService({
+    decider: { ruleset: () => live.ruleset, store, now },
+    metrics,
+    log,
+    settings: () => live.config.policy,
+  });
+
   const opened: Listener[] = [];
+  const milterListeners: Listener[] = [];
   let metricsServer: MetricsServer | undefined;
   try {
     for (const address of options.config.listen.policy) {
       const listener = await listenOn(address, policy.accept);
       opened.push(listener);
       log.info({ proto: 'policy', listen: listener.bound }, 'listening');
+    }
+    for (const address of options.config.listen.milter) {
+      const listener = await listenOn(address, milter.accept);
+      opened.push(listener);
+      milterListeners.push(listener);
+      log.info({ proto: 'milter', listen: listener.bound }, 'listening');
     }
     const metricsListen = options.config.metrics.listen;
     if (metricsListen !== false) {
@@ -75,8 +93,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   }
   log.info({ config: options.source, rules: options.config.rules.length }, 'levee started');
 
+  const policyListeners = opened.filter((l) => !milterListeners.includes(l));
   return {
-    policyListeners: opened,
+    policyListeners,
+    milterListeners,
+    milterConcurrency: (address) => milter.concurrency(address),
     metricsServer,
     metrics,
     store,
@@ -93,9 +114,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       // Idle policy connections are ended now, busy ones after their reply;
       // Postfix reconnects to whoever listens next.
       policy.drain();
+      milter.drain();
       const deadline = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
       await Promise.race([closing, deadline]);
-      for (const socket of policy.connections) socket.destroy();
+      for (const socket of [...policy.connections, ...milter.connections]) socket.destroy();
       await metricsServer?.close();
       log.info('levee stopped');
     },

@@ -7,7 +7,7 @@
  */
 
 import type { PolicyRequest } from '@levee/milter-proto';
-import type { Facts, Stage } from '@levee/rules';
+import { canonicalIp, type Facts, type Stage } from '@levee/rules';
 
 const STAGE_OF_STATE: Readonly<Record<string, Stage>> = {
   CONNECT: 'connect',
@@ -83,5 +83,5 @@ function normaliseAddress(value: string | undefined): string | undefined {
   if (value === undefined || value === '') return undefined;
   let address = value.startsWith('[') && value.endsWith(']') ? value.slice(1, -1) : value;
   if (address.slice(0, 5).toLowerCase() === 'ipv6:') address = address.slice(5);
-  return address.toLowerCase();
+  return canonicalIp(address) ?? address.toLowerCase();
 }

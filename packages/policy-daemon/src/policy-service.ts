@@ -13,6 +13,7 @@ import type { Socket } from 'node:net';
 import { servePolicyConnection, type PolicyConnection, type PolicyLimits, type PolicyRequest } from '@levee/milter-proto';
 import type { FailAction, Facts, Verdict } from '@levee/rules';
 import { decideFacts, failVerdict, type DeciderDeps, type DecisionOutcome } from './decider.js';
+import { recordDecision } from './decision-record.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { policyRequestToFacts } from './policy-facts.js';
@@ -73,34 +74,8 @@ export function createPolicyService(options: PolicyServiceOptions): PolicyServic
       }
       const reply = encodeVerdict(verdict, facts.stage);
       const seconds = (performance.now() - started) / 1000;
-      record(facts, verdict, seconds);
+      recordDecision(metrics, connLog, 'policy', facts, verdict, seconds);
       return reply;
-    };
-
-    const record = (facts: Facts, verdict: Verdict, seconds: number): void => {
-      metrics.requests.labels('policy', facts.stage, verdict.action).inc();
-      metrics.decisionSeconds.labels('policy').observe(seconds);
-      if (verdict.rule !== undefined && verdict.rule !== 'fail-action') metrics.ruleHits.labels(verdict.rule, verdict.action, 'enforce').inc();
-      for (const warning of verdict.warnings ?? []) metrics.ruleHits.labels(warning.rule, warning.action, 'warn').inc();
-      if (connLog.isLevelEnabled('info')) {
-        connLog.info(
-          {
-            stage: facts.stage,
-            client: facts.clientAddress,
-            helo: facts.heloName,
-            sender: facts.sender,
-            rcpt: facts.recipient,
-            instance: facts.instance,
-            action: verdict.action,
-            rule: verdict.rule,
-            ...(verdict.code === undefined ? {} : { reply: `${verdict.code} ${verdict.enhancedCode ?? ''} ${verdict.text ?? ''}` }),
-            ...(verdict.counter === undefined ? {} : { counter: verdict.counter }),
-            ...(verdict.warnings === undefined || verdict.warnings.length === 0 ? {} : { warn: verdict.warnings }),
-            ms: Math.round(seconds * 1e6) / 1e3,
-          },
-          'decision',
-        );
-      }
     };
 
     const connection = servePolicyConnection(

@@ -13,6 +13,8 @@ import { createLogger } from '../../src/logger.js';
 export interface TestDaemon {
   readonly daemon: Daemon;
   readonly policyPort: number;
+  /** 0 unless started with `milter: true`. */
+  readonly milterPort: number;
   readonly metricsPort: number | undefined;
   /** Parsed JSON log lines, in order. */
   readonly logs: Record<string, unknown>[];
@@ -25,6 +27,8 @@ export interface TestDaemon {
 
 export interface TestDaemonOptions {
   readonly metrics?: boolean;
+  /** Also listen for milter connections on 127.0.0.1 port 0. */
+  readonly milter?: boolean;
   readonly mutate?: (config: LeveeConfig) => LeveeConfig;
 }
 
@@ -34,7 +38,10 @@ export async function startTestDaemon(yaml: string, options: TestDaemonOptions =
   if (!loaded.ok) throw new Error(`test config invalid:\n${loaded.errors.join('\n')}`);
   let config: LeveeConfig = {
     ...loaded.config,
-    listen: { policy: [{ kind: 'inet', host: '127.0.0.1', port: 0, text: 'inet:127.0.0.1:0' }], milter: [] },
+    listen: {
+      policy: [{ kind: 'inet', host: '127.0.0.1', port: 0, text: 'inet:127.0.0.1:0' }],
+      milter: options.milter === true ? [{ kind: 'inet', host: '127.0.0.1', port: 0, text: 'inet:127.0.0.1:0' }] : [],
+    },
     metrics: { listen: options.metrics === true ? { host: '127.0.0.1', port: 0, text: '127.0.0.1:0' } : false },
   };
   if (options.mutate !== undefined) config = options.mutate(config);
@@ -44,6 +51,7 @@ export async function startTestDaemon(yaml: string, options: TestDaemonOptions =
   const handle: TestDaemon = {
     daemon: undefined as unknown as Daemon,
     policyPort: 0,
+    milterPort: 0,
     metricsPort: undefined,
     logs,
     clock: 1_700_000_000_000,
@@ -68,7 +76,12 @@ export async function startTestDaemon(yaml: string, options: TestDaemonOptions =
   };
   const daemon = await startDaemon({ config, ruleset: loaded.ruleset, source: 'test.yaml', log, now: () => handle.clock });
   // A unix-socket listener has no port; such tests connect by path.
-  Object.assign(handle, { daemon, policyPort: daemon.policyListeners[0]?.port ?? 0, metricsPort: daemon.metricsServer?.port });
+  Object.assign(handle, {
+    daemon,
+    policyPort: daemon.policyListeners[0]?.port ?? 0,
+    milterPort: daemon.milterListeners[0]?.port ?? 0,
+    metricsPort: daemon.metricsServer?.port,
+  });
   return handle;
 }
 

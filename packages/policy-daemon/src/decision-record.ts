@@ -1,0 +1,38 @@
+/**
+ * decision-record - what every answered decision leaves behind, for both
+ * protocols: the request and rule-hit metrics, the latency histogram and the
+ * one JSON log line a postmaster reads like an smtpd line.
+ */
+
+import type { Facts, Protocol, Verdict } from '@levee/rules';
+import type { Logger } from './logger.js';
+import type { Metrics } from './metrics.js';
+
+/** recordDecision - count and log one decision that took `seconds`. */
+export function recordDecision(metrics: Metrics, log: Logger, protocol: Protocol, facts: Facts, verdict: Verdict, seconds: number): void {
+  metrics.requests.labels(protocol, facts.stage, verdict.action).inc();
+  metrics.decisionSeconds.labels(protocol).observe(seconds);
+  if (verdict.rule !== undefined && verdict.rule !== 'fail-action') metrics.ruleHits.labels(verdict.rule, verdict.action, 'enforce').inc();
+  for (const warning of verdict.warnings ?? []) metrics.ruleHits.labels(warning.rule, warning.action, 'warn').inc();
+  if (!log.isLevelEnabled('info')) return;
+  log.info(
+    {
+      stage: facts.stage,
+      client: facts.clientAddress,
+      helo: facts.heloName,
+      sender: facts.sender,
+      rcpt: facts.recipient,
+      instance: facts.instance,
+      queue_id: facts.queueId,
+      action: verdict.action,
+      rule: verdict.rule,
+      ...(verdict.code === undefined ? {} : { reply: `${verdict.code} ${verdict.enhancedCode ?? ''} ${verdict.text ?? ''}` }),
+      ...(verdict.counter === undefined ? {} : { counter: verdict.counter }),
+      ...(verdict.addHeaders === undefined ? {} : { add_headers: verdict.addHeaders.map((h) => h.name) }),
+      ...(verdict.warnings === undefined || verdict.warnings.length === 0 ? {} : { warn: verdict.warnings }),
+      ...(facts.message === undefined ? {} : { attachments: facts.message.attachments.length, body_bytes: facts.message.bodyBytes }),
+      ms: Math.round(seconds * 1e6) / 1e3,
+    },
+    'decision',
+  );
+}

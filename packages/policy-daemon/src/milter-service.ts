@@ -1,0 +1,300 @@
+/**
+ * milter-service - answer milter connections (sendmail INPUT_MAIL_FILTER,
+ * Postfix smtpd_milters) with the same rules as the policy path.
+ *
+ * Every milter event becomes Facts and goes through the same decider; the
+ * verdict becomes a milter response (milter-verdict.ts). Per recipient at
+ * RCPT, per message at end of message, where the MIME structure streamed
+ * through message-scanner.ts is known. What the milter protocol cannot do
+ * at the stage a rule fires is carried forward within the message:
+ * quarantine and headers to add are end-of-message modifications; a discard
+ * decided at CONNECT or HELO (where the protocol forbids it) discards every
+ * message of that connection at MAIL.
+ *
+ * Only a milter sees connections open and close, so the service counts open
+ * connections per client address and in total and hands both to the rules
+ * (client_concurrency, total_concurrency): concurrency caps work here.
+ *
+ * LIMITATIONS: connections over a unix socket (family L) or of unknown
+ * family have no client address: they count towards the total only.
+ */
+
+import { performance } from 'node:perf_hooks';
+import type { Socket } from 'node:net';
+import {
+  DEFAULT_MILTER_WANTED,
+  serveMilterConnection,
+  type MilterContext,
+  type MilterEomResponse,
+  type MilterModification,
+  type MilterResponse,
+  type MilterWanted,
+} from '@levee/milter-proto';
+import { canonicalIp, type FailAction, type Facts, type HeaderToAdd, type MessageFacts, type Stage, type Verdict } from '@levee/rules';
+import { decideFacts, failVerdict, type DeciderDeps, type DecisionOutcome } from './decider.js';
+import { recordDecision } from './decision-record.js';
+import type { Logger } from './logger.js';
+import { createMessageScanner, type MessageScanner } from './message-scanner.js';
+import type { Metrics } from './metrics.js';
+import { verdictToMilterResponse } from './milter-verdict.js';
+
+/** Macros the rules use, asked for per stage where the MTA lets us (SETSYMLIST). */
+export const LEVEE_MILTER_WANTED: MilterWanted = {
+  ...DEFAULT_MILTER_WANTED,
+  macros: {
+    connect: ['j', '{daemon_name}'],
+    envfrom: ['i', '{auth_type}', '{auth_authen}'],
+    envrcpt: ['i'],
+    eom: ['i'],
+  },
+};
+
+export interface MilterServiceOptions {
+  readonly decider: DeciderDeps;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  readonly settings: () => { readonly failAction: FailAction };
+}
+
+export interface MilterService {
+  accept(socket: Socket): void;
+  readonly connections: ReadonlySet<Socket>;
+  /** Open connections per client address (what client_concurrency reads). */
+  concurrency(address: string): number;
+  /**
+   * Refuse new connections. Open ones are left to finish their SMTP session
+   * (a milter connection lives as long as it; cutting it mid-transaction
+   * would make the MTA apply its default action); the daemon's grace period
+   * bounds the wait.
+   */
+  drain(): void;
+}
+
+/** Per-message state the service keeps beyond the session's own. */
+interface MessageWork {
+  scanner: MessageScanner | undefined;
+  acceptedRecipients: number;
+  quarantine: string | undefined;
+  headers: HeaderToAdd[];
+}
+
+const newMessage = (): MessageWork => ({ scanner: undefined, acceptedRecipients: 0, quarantine: undefined, headers: [] });
+
+/** `<a@b>` -> `a@b`, `<>` and "" -> "" (the null sender). */
+export function unbracket(address: string): string {
+  const trimmed = address.trim();
+  return trimmed.startsWith('<') && trimmed.endsWith('>') ? trimmed.slice(1, -1) : trimmed;
+}
+
+/** createMilterService - the per-connection logic of the milter listener. */
+export function createMilterService(options: MilterServiceOptions): MilterService {
+  const { decider, metrics, log } = options;
+  const connections = new Set<Socket>();
+  const perClient = new Map<string, number>();
+  let total = 0;
+  let draining = false;
+  let nextConnectionId = 1;
+  const connectionGauge = metrics.connections.labels('milter');
+
+  function accept(socket: Socket): void {
+    if (draining) {
+      socket.destroy();
+      return;
+    }
+    const cid = nextConnectionId++;
+    const connLog = log.child({ proto: 'milter', cid });
+    connectionGauge.inc();
+    let clientKey: string | undefined;
+    let counted = false;
+    let discardAll = false;
+    let quarantineAll: string | undefined;
+    let message = newMessage();
+
+    const release = (): void => {
+      if (!counted) return;
+      counted = false;
+      total--;
+      if (clientKey !== undefined) {
+        const n = (perClient.get(clientKey) ?? 1) - 1;
+        if (n <= 0) perClient.delete(clientKey);
+        else perClient.set(clientKey, n);
+      }
+    };
+    socket.on('error', (error) => connLog.debug({ err: error.message }, 'connection error'));
+    socket.once('close', () => {
+      release();
+      message.scanner?.abort();
+      connections.delete(socket);
+      connectionGauge.dec();
+    });
+
+    const facts = (ctx: MilterContext, stage: Stage, extra: Partial<Facts> = {}): Facts => {
+      const connect = ctx.connection.connect;
+      const sender = ctx.message?.sender;
+      const sasl = ctx.macro('{auth_authen}');
+      const queueId = ctx.macro('i');
+      const name = connect?.hostname;
+      return {
+        protocol: 'milter',
+        stage,
+        ...(connect?.address !== undefined && (connect.family === '4' || connect.family === '6') ? { clientAddress: canonicalIp(connect.address) ?? connect.address.toLowerCase() } : {}),
+        ...(connect?.port !== undefined && connect.port > 0 ? { clientPort: connect.port } : {}),
+        ...(name !== undefined && name !== '' && !name.startsWith('[') ? { clientName: name.toLowerCase() } : {}),
+        ...(ctx.connection.helo !== undefined && ctx.connection.helo !== '' ? { heloName: ctx.connection.helo } : {}),
+        ...(sender !== undefined ? { sender: unbracket(sender.address) } : {}),
+        ...(sasl !== undefined && sasl !== '' ? { saslUsername: sasl, saslMethod: ctx.macro('{auth_type}') ?? '' } : {}),
+        ...(queueId !== undefined && queueId !== '' ? { queueId } : {}),
+        ...(counted ? { totalConcurrency: total } : {}),
+        ...(counted && clientKey !== undefined ? { clientConcurrency: perClient.get(clientKey) ?? 0 } : {}),
+        ...extra,
+      };
+    };
+
+    /** Decide, record, and hand back the verdict (the fail action if deciding failed). */
+    const decideStage = (f: Facts): Verdict | Promise<Verdict> => {
+      const started = performance.now();
+      const finish = (outcome: DecisionOutcome): Verdict => {
+        let verdict: Verdict;
+        if (outcome.ok) verdict = outcome.decision.verdict;
+        else {
+          metrics.internalErrors.labels('milter').inc();
+          connLog.error({ err: String(outcome.error) }, 'decision failed, answering the fail action');
+          verdict = failVerdict(options.settings().failAction);
+        }
+        recordDecision(metrics, connLog, 'milter', f, verdict, (performance.now() - started) / 1000);
+        return verdict;
+      };
+      const outcome = decideFacts(f, decider);
+      return outcome instanceof Promise ? outcome.then(finish) : finish(outcome);
+    };
+
+    /** Carry forward what cannot be answered now; the immediate response. */
+    const respond = (verdict: Verdict, stage: Stage): MilterResponse => {
+      for (const h of verdict.addHeaders ?? []) {
+        if (!message.headers.some((x) => x.name === h.name && x.value === h.value)) message.headers.push(h);
+      }
+      if (verdict.action === 'quarantine') {
+        const reason = verdict.text ?? 'held by levee';
+        if (stage === 'connect' || stage === 'helo') quarantineAll = reason;
+        else message.quarantine = reason;
+      }
+      if (verdict.action === 'discard' && (stage === 'connect' || stage === 'helo')) {
+        discardAll = true;
+        return { action: 'continue' };
+      }
+      return verdictToMilterResponse(verdict);
+    };
+
+    const at = (stage: Stage, extra: (ctx: MilterContext) => Partial<Facts> = () => ({})) => {
+      return (ctx: MilterContext): MilterResponse | Promise<MilterResponse> => {
+        const verdict = decideStage(facts(ctx, stage, extra(ctx)));
+        return verdict instanceof Promise ? verdict.then((v) => respond(v, stage)) : respond(verdict, stage);
+      };
+    };
+
+    const onConnect = at('connect');
+    const onHelo = at('helo');
+    const onMailDecision = at('mail');
+    const onData = at('data', () => ({ recipientCount: message.acceptedRecipients }));
+
+    const endOfMessage = (verdict: Verdict): MilterEomResponse => {
+      const response = respond(verdict, 'eom');
+      const modifications: MilterModification[] = message.headers.map((h) => ({ type: 'addHeader', name: h.name, value: h.value }));
+      const quarantine = message.quarantine ?? quarantineAll;
+      if (quarantine !== undefined && (response.action === 'continue' || response.action === 'accept')) {
+        modifications.push({ type: 'quarantine', reason: quarantine });
+      }
+      message = newMessage();
+      return { modifications, response };
+    };
+
+    serveMilterConnection(
+      socket,
+      {
+        onConnect(info, ctx) {
+          if (!counted) {
+            counted = true;
+            total++;
+            if (info.address !== undefined && (info.family === '4' || info.family === '6')) {
+              clientKey = canonicalIp(info.address) ?? info.address.toLowerCase();
+              perClient.set(clientKey, (perClient.get(clientKey) ?? 0) + 1);
+            }
+          }
+          return onConnect(ctx);
+        },
+        onHelo: (_helo, ctx) => onHelo(ctx),
+        onMail(_sender, ctx) {
+          message.scanner?.abort();
+          message = newMessage();
+          if (discardAll) return { action: 'discard' };
+          return onMailDecision(ctx);
+        },
+        onRcpt(recipient, ctx) {
+          const verdict = decideStage(facts(ctx, 'rcpt', { recipient: unbracket(recipient.address) }));
+          const answer = (v: Verdict): MilterResponse => {
+            const response = respond(v, 'rcpt');
+            if (response.action === 'continue' || response.action === 'accept') message.acceptedRecipients++;
+            return response;
+          };
+          return verdict instanceof Promise ? verdict.then(answer) : answer(verdict);
+        },
+        onData: (ctx) => onData(ctx),
+        onHeader(name, value) {
+          message.scanner ??= createMessageScanner();
+          message.scanner.header(name, value);
+          return { action: 'continue' };
+        },
+        onEoh() {
+          message.scanner ??= createMessageScanner();
+          message.scanner.endOfHeaders();
+          return { action: 'continue' };
+        },
+        onBody(chunk) {
+          message.scanner ??= createMessageScanner();
+          message.scanner.body(chunk);
+          return { action: 'continue' };
+        },
+        async onEom(ctx) {
+          const headers = ctx.message?.headers ?? [];
+          const scanned: MessageFacts | undefined = message.scanner === undefined ? undefined : await message.scanner.finish(headers);
+          const content: MessageFacts = scanned ?? { headers, attachments: [], parts: 0, bodyBytes: ctx.message?.bodyBytes ?? 0 };
+          const f = facts(ctx, 'eom', {
+            recipientCount: message.acceptedRecipients,
+            size: ctx.message?.bodyBytes ?? content.bodyBytes,
+            message: content,
+          });
+          const verdict = decideStage(f);
+          return verdict instanceof Promise ? verdict.then(endOfMessage) : endOfMessage(verdict);
+        },
+        onAbort() {
+          message.scanner?.abort();
+          message = newMessage();
+        },
+        onClose() {
+          release();
+        },
+        onProtocolError(code, detail) {
+          metrics.protocolErrors.labels('milter', code).inc();
+          connLog.warn({ code, detail, peer: socket.remoteAddress }, 'malformed milter packet, closing the connection');
+        },
+        onHandlerError(error) {
+          metrics.internalErrors.labels('milter').inc();
+          connLog.error({ err: String(error) }, 'milter handler failed, closing the connection');
+        },
+      },
+      { wanted: LEVEE_MILTER_WANTED },
+    );
+    connections.add(socket);
+  }
+
+  return {
+    accept,
+    get connections() {
+      return new Set(connections);
+    },
+    concurrency: (address) => perClient.get(canonicalIp(address) ?? address.toLowerCase()) ?? 0,
+    drain() {
+      draining = true;
+    },
+  };
+}
