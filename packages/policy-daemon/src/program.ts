@@ -2,21 +2,27 @@
  * program - the `levee` command line (commander).
  *
  *   levee run [--config FILE]      serve (embedded defaults without --config)
- *   levee check-config FILE        validate; errors as file:line:col, exit 1
+ *   levee check-config FILE        validate; errors as file:line:col, exit 78
+ *   levee explain [...]            which rules a request meets, and the answer
+ *   levee replay FILE [...]        what a candidate config would do to captured requests
  *   levee default-config           print the embedded default configuration
  *
  * Signals while running: SIGHUP re-reads the config file (a bad file is
  * reported and the running config stays), SIGTERM/SIGINT drain and exit.
  */
 
-import { Command, Option } from 'commander';
+import { readFile } from 'node:fs/promises';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import type { PolicyRequest } from '@levee/milter-proto';
 import { DEFAULT_CONFIG_YAML } from '@levee/rules';
 import { readConfigFile } from './config-file.js';
 import { startDaemon } from './daemon.js';
+import { createOfflineRunner, formatExplanation, formatReplaySummary, parsePolicyRequests, replayRequests, requestFromAssignments } from './offline-run.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from './logger.js';
 
 /** Exit codes follow sysexits(3) where one fits: 78 = EX_CONFIG. */
 export const EX_CONFIG = 78;
+export const EX_USAGE = 64;
 export const EX_SOFTWARE = 70;
 
 export function buildProgram(): Command {
@@ -57,6 +63,58 @@ SIGTERM or SIGINT stop accepting, answer what is in flight and exit.`,
     });
 
   program
+    .command('explain')
+    .description('show which rules a policy request meets and what Levee would answer (counters start empty)')
+    .option('-c, --config <file>', 'configuration file; without it the embedded defaults')
+    .option('-f, --file <file>', 'request(s) in Postfix policy format (name=value lines, blank line after each); "-" reads stdin')
+    .option('-s, --set <name=value>', 'a request attribute (repeatable), e.g. --set client_address=192.0.2.7', collect, [] as string[])
+    .option('--json', 'print the facts, trail and verdict as JSON')
+    .addHelpText(
+      'after',
+      `
+Without --file the request is built from --set (request=smtpd_access_policy and
+protocol_state=RCPT are filled in). Several requests in a file are decided in order
+against the same counters, one second apart, so you can watch a limit trip.
+
+Example:
+  levee explain -c levee.yaml --set client_address=192.0.2.7 --set sender= --set recipient=bob@example.org`,
+    )
+    .action(async (opts: { config?: string; file?: string; set: string[]; json?: boolean }) => {
+      const loaded = await readConfigFile(opts.config);
+      if (!loaded.ok) return configFailed(loaded.errors);
+      const requests = await readRequests(opts.file, opts.set);
+      if (typeof requests === 'string') return usageFailed(requests);
+      const runner = createOfflineRunner(loaded.ruleset);
+      let now = Date.now();
+      for (const request of requests) {
+        const e = runner.run(request, now);
+        now += 1000;
+        if (typeof e === 'string') {
+          process.stderr.write(`levee explain: cannot decide this request: ${e}\n`);
+          process.exitCode = 1;
+          continue;
+        }
+        process.stdout.write(opts.json === true ? `${JSON.stringify(e)}\n` : formatExplanation(e));
+      }
+    });
+
+  program
+    .command('replay')
+    .description('feed captured policy requests through a candidate config and summarise what it would have done')
+    .argument('<requests>', 'file of requests in Postfix policy format ("-" for stdin)')
+    .option('-c, --config <file>', 'candidate configuration; without it the embedded defaults')
+    .option('-i, --interval <ms>', 'time between requests, for rate limits', parseNonNegativeInt, 100)
+    .option('--json', 'print the summary as JSON')
+    .action(async (file: string, opts: { config?: string; interval: number; json?: boolean }) => {
+      const loaded = await readConfigFile(opts.config);
+      if (!loaded.ok) return configFailed(loaded.errors);
+      const requests = await readRequests(file, []);
+      if (typeof requests === 'string') return usageFailed(requests);
+      const summary = replayRequests(loaded.ruleset, requests, Date.now(), opts.interval);
+      process.stdout.write(opts.json === true ? `${JSON.stringify(summary)}\n` : formatReplaySummary(summary));
+    });
+
+  program
     .command('default-config')
     .description('print the embedded default configuration (a starting point for levee.yaml)')
     .action(() => {
@@ -64,6 +122,51 @@ SIGTERM or SIGINT stop accepting, answer what is in flight and exit.`,
     });
 
   return program;
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+function parseNonNegativeInt(value: string): number {
+  if (!/^\d{1,9}$/.test(value)) throw new InvalidArgumentError('expected a whole number of milliseconds');
+  return Number(value);
+}
+
+function configFailed(errors: readonly string[]): void {
+  for (const line of errors) process.stderr.write(`${line}\n`);
+  process.exitCode = EX_CONFIG;
+}
+
+function usageFailed(message: string): void {
+  process.stderr.write(`levee: ${message}\n`);
+  process.exitCode = EX_USAGE;
+}
+
+/** Requests from a file ("-" = stdin) or, without one, a single request from --set flags. */
+async function readRequests(file: string | undefined, assignments: readonly string[]): Promise<PolicyRequest[] | string> {
+  if (file === undefined) {
+    const request = requestFromAssignments(assignments);
+    return typeof request === 'string' ? request : [request];
+  }
+  let text: string;
+  try {
+    text = file === '-' ? await readStdin() : await readFile(file, 'utf8');
+  } catch (error) {
+    return `${file}: cannot read: ${(error as Error).message}`;
+  }
+  const parsed = parsePolicyRequests(text);
+  if (!parsed.ok) return `${file}: ${parsed.error}`;
+  const extra = requestFromAssignments(assignments);
+  if (typeof extra === 'string') return extra;
+  const { unknown: extraUnknown, ...extraKnown } = extra;
+  return parsed.requests.map((r) => ({ ...r, ...extraKnown, unknown: { ...r.unknown, ...extraUnknown } }));
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 async function runDaemon(configPath: string | undefined, logLevel: LogLevel | undefined): Promise<void> {

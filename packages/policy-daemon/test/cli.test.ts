@@ -82,6 +82,74 @@ describe('levee check-config', () => {
   });
 });
 
+describe('levee explain and replay', () => {
+  const config = (): string => {
+    const file = join(dir, 'explain.yaml');
+    writeFileSync(
+      file,
+      [
+        'rules:',
+        '  - name: blocked',
+        '    match: { client_address: ["192.0.2.0/24"] }',
+        '    action: reject',
+        '    text: "Blocked network"',
+        '  - name: two-per-client',
+        '    limit: { key: "{client_address}", max: 2, window: 1h }',
+        '    action: tempfail',
+        '  - name: shadow',
+        '    mode: warn',
+        '    match: { sender: ["@shadow.example"] }',
+        '    action: reject',
+        '',
+      ].join('\n'),
+    );
+    return file;
+  };
+
+  test('explain shows every rule considered, why, and the reply', () => {
+    const r = levee(['explain', '-c', config(), '--set', 'client_address=192.0.2.9', '--set', 'recipient=bob@example.org']);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('request: stage=rcpt client=192.0.2.9');
+    expect(r.stdout).toMatch(/1 blocked\s+decided\s+applied: reject/);
+    expect(r.stdout).toContain('verdict: reject by blocked');
+    expect(r.stdout).toContain('policy reply: action=550 5.7.1 Blocked network');
+  });
+
+  test('explain of several requests in a file: counters carry over, so a limit trips; --json gives the trail', () => {
+    const file = join(dir, 'three.txt');
+    const one = 'request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=198.51.100.1\nsender=x@shadow.example\n\n';
+    writeFileSync(file, one + one + one);
+    const r = levee(['explain', '-c', config(), '-f', file, '--json']);
+    expect(r.status).toBe(0);
+    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { decision: { verdict: { action: string; warnings?: unknown[] } } });
+    expect(lines.map((l) => l.decision.verdict.action)).toEqual(['continue', 'continue', 'tempfail']);
+    expect(lines[0]?.decision.verdict.warnings).toEqual([{ rule: 'shadow', action: 'reject' }]);
+  });
+
+  test('replay summarises a capture by action, rule and warn-mode rule', () => {
+    const file = join(dir, 'capture.txt');
+    const req = (ip: string): string => `request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=${ip}\nsender=a@shadow.example\n\n`;
+    writeFileSync(file, req('192.0.2.1') + req('203.0.113.1') + req('203.0.113.1') + req('203.0.113.1'));
+    const r = levee(['replay', file, '-c', config(), '--json']);
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({
+      requests: 4,
+      undecidable: 0,
+      byAction: { reject: 1, continue: 2, tempfail: 1 },
+      byRule: { blocked: 1, 'two-per-client': 1 },
+      // Not 3: on the fourth request the limit decides before the warn rule is reached.
+      wouldWarn: { shadow: 2 },
+    });
+  });
+
+  test('bad input is a usage error (64) that says what is wrong', () => {
+    expect(levee(['explain', '--set', 'novalue'])).toMatchObject({ status: 64, stderr: 'levee: --set needs name=value, got "novalue"\n' });
+    const bad = join(dir, 'bad.txt');
+    writeFileSync(bad, 'request=smtpd_access_policy\nno equals here\n\n');
+    expect(levee(['replay', bad]).stderr).toMatch(/bad\.txt: request 1: missing-equals/);
+  });
+});
+
 describe('levee run', () => {
   let child: ChildProcess | undefined;
   let output = '';
