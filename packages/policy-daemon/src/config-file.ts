@@ -10,14 +10,21 @@ import { compileRules, DEFAULT_CONFIG_YAML, formatConfigIssue, loadConfig, type 
 export const EMBEDDED_DEFAULTS = '<embedded defaults>';
 
 export type LoadedConfig =
-  | { readonly ok: true; readonly source: string; readonly config: LeveeConfig; readonly ruleset: Ruleset }
+  | {
+      readonly ok: true;
+      readonly source: string;
+      readonly config: LeveeConfig;
+      readonly ruleset: Ruleset;
+      /** `file:line:col: path: warning: ...` lines: valid, but probably wrong. */
+      readonly warnings: readonly string[];
+    }
   | { readonly ok: false; readonly source: string; readonly errors: readonly string[] };
 
 /** loadConfigText - validate and compile YAML text that came from `source`. */
 export function loadConfigText(text: string, source: string): LoadedConfig {
   const loaded = loadConfig(text, source);
   if (!loaded.ok) return { ok: false, source, errors: loaded.issues.map(formatConfigIssue) };
-  return { ok: true, source, config: loaded.config, ruleset: compileRules(loaded.config) };
+  return { ok: true, source, config: loaded.config, ruleset: compileRules(loaded.config), warnings: loaded.warnings.map(formatConfigIssue) };
 }
 
 /** readConfigFile - the file at `path`, or the embedded defaults when `path` is undefined. */

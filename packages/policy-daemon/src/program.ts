@@ -50,7 +50,7 @@ SIGTERM or SIGINT stop accepting, answer what is in flight and exit.`,
 
   program
     .command('check-config')
-    .description('validate a configuration file; print errors as file:line:col and exit 78 if any')
+    .description('validate a configuration file; print errors as file:line:col and exit 78 if any (warnings: exit 0)')
     .argument('<file>', 'configuration file (YAML)')
     .action(async (file: string) => {
       const loaded = await readConfigFile(file);
@@ -59,7 +59,8 @@ SIGTERM or SIGINT stop accepting, answer what is in flight and exit.`,
         process.exitCode = EX_CONFIG;
         return;
       }
-      process.stdout.write(`${file}: OK, ${loaded.config.rules.length} rules\n`);
+      for (const line of loaded.warnings) process.stderr.write(`${line}\n`);
+      process.stdout.write(`${file}: OK, ${loaded.config.rules.length} rules${loaded.warnings.length > 0 ? `, ${loaded.warnings.length} warnings` : ''}\n`);
     });
 
   program
@@ -176,6 +177,7 @@ async function runDaemon(configPath: string | undefined, logLevel: LogLevel | un
     process.exit(EX_CONFIG);
   }
   const log = createLogger(logLevel ?? loaded.config.log.level);
+  for (const warning of loaded.warnings) log.warn({ config: loaded.source }, warning);
   process.on('uncaughtException', (error) => {
     log.fatal({ err: error.stack ?? String(error) }, 'uncaught exception, exiting');
     process.exit(EX_SOFTWARE);
@@ -205,6 +207,7 @@ async function runDaemon(configPath: string | undefined, logLevel: LogLevel | un
         log.error({ errors: next.errors }, 'reload failed, keeping the running configuration');
         return;
       }
+      for (const warning of next.warnings) log.warn({ config: next.source }, warning);
       running.reload(next.config, next.ruleset, next.source);
     });
   });

@@ -56,6 +56,15 @@ describe('levee check-config', () => {
     expect(r.stderr).toMatch(new RegExp(`^${file}:7:\\d+: rules\\.0\\.limit\\.window: `, 'm'));
   });
 
+  test('warnings (a 4xx for a permanent condition) are printed with their position; exit stays 0', () => {
+    const file = join(dir, 'warn.yaml');
+    writeFileSync(file, 'rules:\n  - name: unknown\n    match: { recipient: ["@gone.example"] }\n    action: tempfail\n');
+    const r = levee(['check-config', file]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toBe(`${file}: OK, 1 rules, 1 warnings\n`);
+    expect(r.stderr).toMatch(new RegExp(`^${file}:4:13: rules\\.0\\.action: warning: rule unknown answers tempfail \\(4xx\\)`));
+  });
+
   test('a missing file is a clear error', () => {
     const r = levee(['check-config', join(dir, 'nope.yaml')]);
     expect(r.status).toBe(78);

@@ -10,6 +10,7 @@
  * Pure: the caller reads the file and passes its text and name.
  */
 
+import { configWarnings } from './config-warnings.js';
 import { isMap, isNode, isPair, isScalar, LineCounter, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
 import { configSchema, type LeveeConfig } from './config-schema.js';
@@ -24,7 +25,8 @@ export interface ConfigIssue {
 }
 
 export type ConfigLoadResult =
-  | { readonly ok: true; readonly config: LeveeConfig }
+  /** `warnings`: valid but probably wrong (see config-warnings.ts), with positions. */
+  | { readonly ok: true; readonly config: LeveeConfig; readonly warnings: readonly ConfigIssue[] }
   | { readonly ok: false; readonly issues: readonly ConfigIssue[] };
 
 /** `file:line:col: path: message` (path omitted when empty). */
@@ -168,7 +170,14 @@ export function loadConfig(text: string, file: string): ConfigLoadResult {
   // An empty file means "all defaults", like an empty mapping.
   const input: unknown = doc.contents === null ? {} : doc.toJS({ maxAliasCount: 100 });
   const parsed = configSchema.safeParse(input);
-  if (parsed.success) return { ok: true, config: parsed.data };
+  if (parsed.success) {
+    const warnings = configWarnings(parsed.data).map((w): ConfigIssue => {
+      const node = doc.getIn(w.path, true);
+      const pos = lc.linePos(isNode(node) && node.range !== undefined && node.range !== null ? node.range[0] : 0);
+      return { file, line: pos.line, col: pos.col, path: w.path.join('.'), message: `warning: ${w.message}` };
+    });
+    return { ok: true, config: parsed.data, warnings };
+  }
   const issues = zodIssues(doc, lc, file, parsed.error.issues);
   issues.sort((a, b) => a.line - b.line || a.col - b.col);
   return { ok: false, issues };

@@ -66,3 +66,7 @@ export type { CompiledCondition, CompiledLimit, CompiledRule, RuleOutcome, RuleT
 export { compileRules, countAmount, isTaggingRule } from './rules-compile.js';
 export type { CounterPlan, Decision } from './decide.js';
 export { decide, decideWithStore, planCounters } from './decide.js';
+export type { ConfigWarning } from './config-warnings.js';
+export { configWarnings } from './config-warnings.js';
+export type { DirectoryIssue, DirectoryParseResult, RecipientDirectory, RecipientStatus } from './recipient-directory.js';
+export { classifyRecipient, parseRecipientDirectory } from './recipient-directory.js';
