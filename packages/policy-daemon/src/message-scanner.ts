@@ -5,22 +5,47 @@
  * decoded file name) and passes body bytes through; we keep only the node
  * metadata, so memory is bounded by the limits below, not by message size.
  *
- * LIMITATIONS: attachments inside archives (zip) are not opened here.
+ * Zip attachments are the one exception to "keep nothing": their encoded
+ * body is held, up to maxArchiveBytes, so the names inside can be listed
+ * (zip-names.ts) and matched like bare attachments (worms hid .pif and .scr
+ * files in zips). A larger archive is listed by its own name only.
+ *
+ * LIMITATIONS: only zip archives, only base64 or unencoded ones, not nested.
  * message/rfc822 parts are descended into (their parts are listed too).
  */
 
 import type { Transform } from 'node:stream';
 import { Splitter } from '@zone-eu/mailsplit';
 import type { AttachmentFact, HeaderFact, MessageFacts } from '@levee/rules';
+import { zipEntryNames } from './zip-names.js';
 
 export interface MessageScannerLimits {
   /** Attachments listed at most; more are counted in `parts` only. */
   readonly maxAttachments: number;
   /** Largest header block of one MIME node (mailsplit's maxHeadSize). */
   readonly maxNodeHeaderBytes: number;
+  /** Largest zip attachment (as encoded in the message) whose contents are listed. */
+  readonly maxArchiveBytes: number;
 }
 
-export const DEFAULT_SCANNER_LIMITS: MessageScannerLimits = { maxAttachments: 100, maxNodeHeaderBytes: 256 * 1024 };
+export const DEFAULT_SCANNER_LIMITS: MessageScannerLimits = {
+  maxAttachments: 100,
+  maxNodeHeaderBytes: 256 * 1024,
+  maxArchiveBytes: 8 * 1024 * 1024,
+};
+
+/** A zip attachment being collected. */
+interface PendingArchive {
+  readonly name: string;
+  readonly base64: boolean;
+  readonly chunks: Buffer[];
+  bytes: number;
+  tooLarge: boolean;
+}
+
+function isZip(filename: string | undefined, contentType: string): boolean {
+  return (filename !== undefined && filename.toLowerCase().endsWith('.zip')) || /^application\/(x-)?zip(-compressed)?$/.test(contentType);
+}
 
 export interface MessageScanner {
   /** One top-level header, as the milter passed it (folds as "\n" + white space). */
@@ -43,15 +68,46 @@ export function createMessageScanner(limits: MessageScannerLimits = DEFAULT_SCAN
   let bodyBytes = 0;
   let broken = false;
   let headersEnded = false;
+  let archive: PendingArchive | undefined;
+
+  /** List the names inside the archive collected so far, if it was small enough. */
+  const closeArchive = (): void => {
+    const a = archive;
+    archive = undefined;
+    if (a === undefined || a.tooLarge) return;
+    const raw = Buffer.concat(a.chunks);
+    const listed = zipEntryNames(a.base64 ? Buffer.from(raw.toString('latin1'), 'base64') : raw, limits.maxAttachments);
+    if (!listed.ok) return;
+    for (const filename of listed.names) {
+      if (attachments.length >= limits.maxAttachments) return;
+      if (!filename.endsWith('/')) attachments.push({ filename, contentType: 'application/octet-stream', archive: a.name });
+    }
+  };
 
   splitter.on('data', (chunk) => {
-    if (chunk.type !== 'node' || chunk.multipart !== false) return;
+    if (chunk.type === 'body') {
+      if (archive !== undefined && !archive.tooLarge) {
+        archive.bytes += chunk.value.length;
+        if (archive.bytes > limits.maxArchiveBytes) {
+          archive.tooLarge = true;
+          archive.chunks.length = 0;
+        } else archive.chunks.push(chunk.value);
+      }
+      return;
+    }
+    if (chunk.type !== 'node') return;
+    closeArchive();
+    if (chunk.multipart !== false) return;
     parts++;
     const filename = chunk.filename === false ? undefined : chunk.filename;
     if (filename === undefined && chunk.disposition !== 'attachment') return;
     if (attachments.length >= limits.maxAttachments) return;
     const contentType = (chunk.contentType === false ? 'application/octet-stream' : chunk.contentType).toLowerCase();
     attachments.push(filename === undefined ? { contentType } : { filename, contentType });
+    const encoding = chunk.encoding === false ? '7bit' : chunk.encoding;
+    if (isZip(filename, contentType) && ['base64', '7bit', '8bit', 'binary'].includes(encoding)) {
+      archive = { name: filename ?? 'unnamed.zip', base64: encoding === 'base64', chunks: [], bytes: 0, tooLarge: false };
+    }
   });
   stream.on('error', () => {
     broken = true;
@@ -78,7 +134,10 @@ export function createMessageScanner(limits: MessageScannerLimits = DEFAULT_SCAN
     finish(headers) {
       if (!headersEnded) this.endOfHeaders();
       return new Promise<MessageFacts>((resolve) => {
-        const done = (): void => resolve({ headers, attachments, parts, bodyBytes });
+        const done = (): void => {
+          closeArchive();
+          resolve({ headers, attachments, parts, bodyBytes });
+        };
         if (broken) {
           done();
           return;

@@ -1,8 +1,10 @@
 // End to end: a real Postfix (private instance on loopback) with smtpd_milters
 // pointing at Levee's milter listener; swaks sends real mail over IPv4 and IPv6.
+import { createServer } from 'node:net';
 import { ipv6LoopbackAvailable, postfixAvailable, startPostfix, type PostfixInstance } from './support/postfix.js';
 import { swaks, swaksAvailable, type SwaksOptions, type SwaksResult } from './support/swaks.js';
 import { startTestDaemon, type TestDaemon } from './support/daemon.js';
+import { makeZip } from './support/zip.js';
 
 jest.setTimeout(60_000);
 
@@ -123,6 +125,21 @@ describe('real Postfix with Levee as smtpd_milters', () => {
     expect(mta().maillog()).not.toMatch(new RegExp(`${String(id)}: .*status=bounced`));
   });
 
+  test('a worm hidden in a zip (.scr inside documents.zip) is discarded like a bare one', async () => {
+    const before = mta().deliveredMessages().length;
+    const zip = makeZip([
+      { name: 'readme.txt', data: Buffer.from('see attached') },
+      { name: 'document.scr', data: Buffer.alloc(3000, 0x4d) },
+    ]);
+    const r = await send('victim2@example.org', { attach: [{ name: 'documents.zip', content: zip }] });
+    expect(r.exitCode).toBe(0);
+    const id = queuedId(r);
+    for (let i = 0; i < 100 && !mta().maillog().includes(`${String(id)}: milter-discard`); i++) await sleep(50);
+    expect(mta().maillog()).toMatch(new RegExp(`${String(id)}: milter-discard: END-OF-MESSAGE`));
+    await sleep(300);
+    expect(mta().deliveredMessages().length).toBe(before);
+  });
+
   test('quarantine: 250, and the message waits in the hold queue', async () => {
     const before = mta().deliveredMessages().length;
     const r = await send('held@example.org', { header: { Subject: 'hold me please' } });
@@ -155,13 +172,25 @@ describe('real Postfix with Levee as smtpd_milters', () => {
   });
 
   test('with Levee stopped, Postfix applies milter_default_action: tempfail gives 4xx, accept lets mail through', async () => {
+    const port = levee?.milterPort ?? 0;
     await levee?.close();
     levee = undefined;
+    // Hold the freed port with a listener that drops every connection, so no other
+    // test's daemon can be handed it by the OS meanwhile: Postfix meets a dead milter.
+    const tomb = createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve, reject) => tomb.once('error', reject).listen(port, '127.0.0.1', resolve));
+    try {
+      await expectMilterDeadBehaviour(port);
+    } finally {
+      await new Promise<void>((resolve) => tomb.close(() => resolve()));
+    }
+  });
+
+  const expectMilterDeadBehaviour = async (port: number): Promise<void> => {
     const r = await send('friend@example.org');
     expect(r.replies.some((x) => x.code >= 400 && x.code < 500)).toBe(true);
     expect(r.exitCode).not.toBe(0);
     // A second instance configured to fail open, pointing at the same dead milter.
-    const port = /smtpd_milters = inet:127\.0\.0\.1:(\d+)/.exec(await mta().command('postconf', ['smtpd_milters']))?.[1];
     const open = await startPostfix({ mainCf: { smtpd_milters: `inet:127.0.0.1:${String(port)}`, milter_default_action: 'accept' } });
     try {
       const through = await swaks({ server: open.smtpHost, port: open.smtpPort, from: 'a@example.net', to: 'b@example.org', helo: 'c.example.net' });
@@ -170,5 +199,5 @@ describe('real Postfix with Levee as smtpd_milters', () => {
     } finally {
       await open.stop();
     }
-  });
+  };
 });

@@ -63,6 +63,8 @@ export interface AttachmentFact {
   readonly filename?: string;
   /** Lowercased MIME type, e.g. "application/zip". */
   readonly contentType: string;
+  /** For a file found inside an archive attachment: the archive's file name. */
+  readonly archive?: string;
 }
 
 export interface MessageFacts {

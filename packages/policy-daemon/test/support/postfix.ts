@@ -377,6 +377,19 @@ function mountNamespaceOf(pid: number): string | undefined {
   }
 }
 
+/** An open fd on the process's mount namespace (keeps the namespace, and its identity, alive). */
+function pinNamespace(pid: number): number | undefined {
+  try {
+    return openSync(`/proc/${pid}/ns/mnt`, 'r');
+  } catch {
+    return undefined;
+  }
+}
+
+function unpin(fd: number | undefined): void {
+  if (fd !== undefined) closeSync(fd);
+}
+
 /** PIDs of all processes in the given mount namespace: exactly this instance's processes. */
 function pidsInMountNamespace(ns: string): number[] {
   const pids: number[] = [];
@@ -521,6 +534,10 @@ async function startOnce(
     await sleep(20);
   }
   const mountNs = mountNamespaceOf(masterPid);
+  // Pin the namespace: while this fd is open its inode cannot be reused by a
+  // new namespace, so the teardown below (which kills by namespace identity)
+  // can never hit another instance's processes, e.g. in a parallel jest worker.
+  const nsPin = pinNamespace(masterPid);
 
   const command = (cmd: string, args: readonly string[]): Promise<string> =>
     execCapture(cmd.includes('/') ? cmd : join(COMMAND_DIR, cmd), ['-c', l.conf, ...args], 30_000);
@@ -598,7 +615,7 @@ async function startOnce(
     },
     command,
     stop(): Promise<void> {
-      stopped ??= teardown(runPid, masterPid, mountNs, base, port, () => exited);
+      stopped ??= teardown(runPid, masterPid, mountNs, base, port, () => exited).finally(() => unpin(nsPin));
       return stopped;
     },
   };
@@ -615,7 +632,8 @@ async function teardown(
 ): Promise<void> {
   let mountNs = mountNsArg;
   // The namespace is known from run.sh itself too (e.g. when start timed out before "ready").
-  mountNs ??= runPid !== undefined && !hasExited() ? mountNamespaceOf(runPid) : undefined;
+  // Before "ready" nothing pins the namespace, so only run.sh itself (by PID) is
+  // killed then; killing by namespace identity needs the pin taken at "ready".
   if (mountNs === mountNamespaceOf(process.pid)) mountNs = undefined; // unshare has not switched yet
   // Ask run.sh to stop Postfix (inside its namespace) and wait, bounded.
   try {

@@ -1,0 +1,72 @@
+import { createMessageScanner, DEFAULT_SCANNER_LIMITS, type MessageScannerLimits } from '../src/message-scanner.js';
+import { makeZip } from './support/zip.js';
+
+function mime(parts: { filename: string; contentType: string; content: Buffer }[]): string {
+  const lines = ['preamble'];
+  for (const p of parts) {
+    lines.push('--XX', `Content-Type: ${p.contentType}; name="${p.filename}"`, 'Content-Transfer-Encoding: base64', `Content-Disposition: attachment; filename="${p.filename}"`, '');
+    lines.push(p.content.toString('base64').replace(/.{76}/g, '$&\r\n'));
+  }
+  lines.push('--XX--', '');
+  return lines.join('\r\n');
+}
+
+async function scan(body: string, limits: MessageScannerLimits = DEFAULT_SCANNER_LIMITS, chunk = 1000) {
+  const scanner = createMessageScanner(limits);
+  const headers = [
+    { name: 'Subject', value: 'test' },
+    { name: 'Content-Type', value: 'multipart/mixed;\n\tboundary="XX"' },
+  ];
+  for (const h of headers) scanner.header(h.name, h.value);
+  scanner.endOfHeaders();
+  const bytes = Buffer.from(body);
+  for (let i = 0; i < bytes.length; i += chunk) scanner.body(bytes.subarray(i, i + chunk));
+  return scanner.finish(headers);
+}
+
+describe('message scanner', () => {
+  test('lists attachments with decoded names and types; counts parts and body bytes; folded headers parse', async () => {
+    const body = mime([
+      { filename: 'photo.jpg', contentType: 'image/jpeg', content: Buffer.alloc(5000, 1) },
+      { filename: '=?UTF-8?B?cmVjaG51bmcucGlm?=', contentType: 'application/octet-stream', content: Buffer.from('MZ') },
+    ]);
+    const facts = await scan(body);
+    expect(facts.attachments).toEqual([
+      { filename: 'photo.jpg', contentType: 'image/jpeg' },
+      { filename: 'rechnung.pif', contentType: 'application/octet-stream' },
+    ]);
+    expect(facts.parts).toBe(2); // leaves only: the multipart root is not a part
+    expect(facts.bodyBytes).toBe(Buffer.byteLength(body));
+  });
+
+  test('the names inside a zip attachment are listed, with the archive they came from', async () => {
+    const zip = makeZip([
+      { name: 'readme.txt', data: Buffer.from('read me') },
+      { name: 'invoice.pdf.pif', data: Buffer.alloc(2000, 9) },
+    ]);
+    const facts = await scan(mime([{ filename: 'documents.zip', contentType: 'application/zip', content: zip }]), DEFAULT_SCANNER_LIMITS, 333);
+    expect(facts.attachments).toEqual([
+      { filename: 'documents.zip', contentType: 'application/zip' },
+      { filename: 'readme.txt', contentType: 'application/octet-stream', archive: 'documents.zip' },
+      { filename: 'invoice.pdf.pif', contentType: 'application/octet-stream', archive: 'documents.zip' },
+    ]);
+  });
+
+  test('a zip larger than maxArchiveBytes is listed by its own name only (memory stays bounded)', async () => {
+    const zip = makeZip([{ name: 'big.scr', data: Buffer.alloc(50_000, 3) }], 'x'.repeat(20_000));
+    const facts = await scan(mime([{ filename: 'big.zip', contentType: 'application/zip', content: zip }]), { ...DEFAULT_SCANNER_LIMITS, maxArchiveBytes: 10_000 });
+    expect(facts.attachments).toEqual([{ filename: 'big.zip', contentType: 'application/zip' }]);
+  });
+
+  test('a damaged zip is listed by its own name and does not fail the scan', async () => {
+    const facts = await scan(mime([{ filename: 'broken.zip', contentType: 'application/zip', content: Buffer.from('PK not really') }]));
+    expect(facts.attachments).toEqual([{ filename: 'broken.zip', contentType: 'application/zip' }]);
+  });
+
+  test('attachments are capped at maxAttachments', async () => {
+    const many = Array.from({ length: 20 }, (_, i) => ({ filename: `f${i}.txt`, contentType: 'text/plain', content: Buffer.from('x') }));
+    const facts = await scan(mime(many), { ...DEFAULT_SCANNER_LIMITS, maxAttachments: 5 });
+    expect(facts.attachments).toHaveLength(5);
+    expect(facts.parts).toBe(20);
+  });
+});
