@@ -5,41 +5,12 @@ import { ipv6LoopbackAvailable, postfixAvailable, startPostfix, type PostfixInst
 import { swaks, swaksAvailable, type SwaksOptions, type SwaksResult } from './support/swaks.js';
 import { startTestDaemon, type TestDaemon } from './support/daemon.js';
 import { makeZip } from './support/zip.js';
+import { MILTER_E2E_RULES } from './support/milter-rules.js';
 
 jest.setTimeout(60_000);
 
 const INSTALL = 'Postfix/swaks are not installed: run `bash scripts/install-test-deps.sh` (as root) before the MTA tests';
 
-export const MILTER_E2E_RULES = `
-rules:
-  - name: unknown-user
-    stage: rcpt
-    match: { recipient: ["/^nobody@/"] }
-    action: reject
-    code: 550
-    enhanced_code: "5.1.1"
-    text: "No such user here"
-  - name: busy
-    stage: rcpt
-    match: { recipient: ["@busy.example"] }
-    action: tempfail
-    code: 451
-    enhanced_code: "4.7.1"
-    text: "Busy, try again later"
-  - name: worm
-    stage: eom
-    match: { attachment_name: [".pif", ".scr", ".exe"] }
-    action: discard
-  - name: hold
-    stage: eom
-    match: { header: { Subject: ["/^hold me/i"] } }
-    action: quarantine
-    text: "held for review by levee"
-  - name: tag
-    stage: eom
-    action: continue
-    add_header: "X-Levee: checked"
-`;
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const queuedId = (r: SwaksResult): string | undefined => {

@@ -1,0 +1,31 @@
+/** The rules both real-MTA milter tests (Postfix and sendmail) run Levee with. */
+export const MILTER_E2E_RULES = `
+rules:
+  - name: unknown-user
+    stage: rcpt
+    match: { recipient: ["/^nobody@/"] }
+    action: reject
+    code: 550
+    enhanced_code: "5.1.1"
+    text: "No such user here"
+  - name: busy
+    stage: rcpt
+    match: { recipient: ["@busy.example"] }
+    action: tempfail
+    code: 451
+    enhanced_code: "4.7.1"
+    text: "Busy, try again later"
+  - name: worm
+    stage: eom
+    match: { attachment_name: [".pif", ".scr", ".exe"] }
+    action: discard
+  - name: hold
+    stage: eom
+    match: { header: { Subject: ["/^hold me/i"] } }
+    action: quarantine
+    text: "held for review by levee"
+  - name: tag
+    stage: eom
+    action: continue
+    add_header: "X-Levee: checked"
+`;
