@@ -70,3 +70,5 @@ export type { ConfigWarning } from './config-warnings.js';
 export { configWarnings } from './config-warnings.js';
 export type { DirectoryIssue, DirectoryParseResult, RecipientDirectory, RecipientStatus } from './recipient-directory.js';
 export { classifyRecipient, parseRecipientDirectory } from './recipient-directory.js';
+export type { LoadReadings, Signal, Tier, TierPolicy, TierState, TierThresholds } from './load-tier.js';
+export { DEFAULT_TIER_POLICY, INITIAL_TIER_STATE, stepTier, tierCalledFor, TIERS } from './load-tier.js';
