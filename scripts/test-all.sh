@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README's test command runs it:
-#   1. install what the real-MTA tests need (Debian packages: postfix, swaks),
+#   1. install what the real-MTA and Redis tests need (Debian packages: postfix,
+#      swaks, sendmail extracted privately, redis-server),
 #   2. build and type-check every package and its tests (tsc -b),
 #   3. run jest once over every package,
 #   4. print "N passed, N failed" from jest's own JSON results.
@@ -9,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-test-deps.sh
+bash scripts/install-redis-test-deps.sh
 
 echo "== tsc -b"
 npx --no-install tsc -b

@@ -4,12 +4,16 @@
  *
  * A reload swaps the compiled rules and settings in one assignment, so every
  * request sees either the old config or the new one, never a mix. Counters
- * live in the store keyed by rule name, so a reload keeps them.
- * LIMITATIONS: listener and metrics addresses and the store size are read at
- * start only; changing them needs a restart (a reload logs a warning).
+ * live in the store keyed by rule name and window, so a reload keeps the
+ * counters of every rule whose name, key and window did not change
+ * (memory-store explains why the window is part of the identity).
+ * LIMITATIONS: listener and metrics addresses and the counters section
+ * (backend, store size, Redis, snapshot) are read at start only; changing
+ * them needs a restart (a reload logs a warning).
  */
 
-import type { LeveeConfig, Ruleset } from '@levee/rules';
+import type { CounterStore, LeveeConfig, Ruleset } from '@levee/rules';
+import { startCounterBackend, type CounterBackend } from './counter-backend.js';
 import type { Logger } from './logger.js';
 import { createMemoryStore, type MemoryStore } from './memory-store.js';
 import { createMetrics, type Metrics } from './metrics.js';
@@ -33,7 +37,11 @@ export interface Daemon {
   milterConcurrency(address: string): number;
   readonly metricsServer: MetricsServer | undefined;
   readonly metrics: Metrics;
-  readonly store: MemoryStore;
+  /** What decisions count with: the memory store, or the Redis store with its local fallback. */
+  readonly store: CounterStore;
+  /** The local counters (all of them for backend memory; the fallback for redis). */
+  readonly localStore: MemoryStore;
+  readonly counters: CounterBackend;
   /** Swap in a new config (already validated). */
   reload(config: LeveeConfig, ruleset: Ruleset, source: string): void;
   /** Stop accepting, let in-flight requests finish, close idle connections; bounded by `graceMs`. */
@@ -50,8 +58,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const { log } = options;
   const now = options.now ?? Date.now;
   let live: Live = { config: options.config, ruleset: options.ruleset };
-  const store = createMemoryStore({ maxKeys: options.config.counters.maxKeys });
-  const metrics = createMetrics({ counterKeys: () => store.size });
+  const localStore = createMemoryStore({ maxKeys: options.config.counters.maxKeys });
+  const metrics = createMetrics({ counterKeys: () => localStore.size, counterEvictions: () => localStore.evictions });
+  const counters = await startCounterBackend({ settings: options.config.counters, log, metrics, now, local: localStore });
+  const store = counters.store;
   const policy = createPolicyService({
     decider: { ruleset: () => live.ruleset, store, now },
     metrics,
@@ -83,12 +93,16 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     }
     const metricsListen = options.config.metrics.listen;
     if (metricsListen !== false) {
-      metricsServer = await startMetricsServer(metrics.registry, metricsListen.host, metricsListen.port);
+      metricsServer = await startMetricsServer(metrics.registry, metricsListen.host, metricsListen.port, () => ({
+        backend: counters.backend,
+        degraded: counters.degraded(),
+      }));
       log.info({ listen: `${metricsListen.host}:${metricsServer.port}` }, 'metrics listening');
     }
   } catch (error) {
     await Promise.all(opened.map((l) => l.close()));
     await metricsServer?.close();
+    await counters.close();
     throw error;
   }
   log.info({ config: options.source, rules: options.config.rules.length }, 'levee started');
@@ -101,9 +115,14 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     metricsServer,
     metrics,
     store,
+    localStore,
+    counters,
     reload(config, ruleset, source) {
       if (JSON.stringify(config.listen) !== JSON.stringify(live.config.listen) || JSON.stringify(config.metrics) !== JSON.stringify(live.config.metrics)) {
         log.warn('listen or metrics addresses changed: they take effect at the next restart');
+      }
+      if (JSON.stringify(config.counters) !== JSON.stringify(live.config.counters)) {
+        log.warn('counters settings changed: they take effect at the next restart');
       }
       live = { config, ruleset };
       metrics.configReloads.labels('ok').inc();
@@ -118,6 +137,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       const deadline = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
       await Promise.race([closing, deadline]);
       for (const socket of [...policy.connections, ...milter.connections]) socket.destroy();
+      // After the last decision: the final snapshot then holds every count.
+      await counters.close();
       await metricsServer?.close();
       log.info('levee stopped');
     },

@@ -2,6 +2,10 @@
  * metrics-server - serve GET /metrics (Prometheus text) and GET /healthz on a
  * loopback HTTP port. Nothing else is served: every other path is 404 and
  * every other method 405, so the endpoint cannot be used to change anything.
+ *
+ * /healthz answers 200 with {"status":"ok", ...health()} while the daemon
+ * runs: e.g. {"status":"ok","backend":"redis","degraded":false}. A degraded
+ * counter store still answers every request, so it is a field, not a 503.
  */
 
 import { createServer, type Server } from 'node:http';
@@ -14,8 +18,13 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-/** startMetricsServer - listen on host:port; resolves once listening. */
-export async function startMetricsServer(registry: Registry, host: string, port: number): Promise<MetricsServer> {
+/** startMetricsServer - listen on host:port; resolves once listening. `health` adds fields to /healthz. */
+export async function startMetricsServer(
+  registry: Registry,
+  host: string,
+  port: number,
+  health: () => Readonly<Record<string, string | number | boolean>> = () => ({}),
+): Promise<MetricsServer> {
   const server = createServer((req, res) => {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
@@ -23,7 +32,7 @@ export async function startMetricsServer(registry: Registry, host: string, port:
     }
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/healthz') {
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}\n');
+      res.writeHead(200, { 'content-type': 'application/json' }).end(`${JSON.stringify({ status: 'ok', ...health() })}\n`);
       return;
     }
     if (path !== '/metrics') {

@@ -17,17 +17,24 @@ export interface Metrics {
   readonly connections: Gauge<'protocol'>;
   readonly counterKeys: Gauge;
   readonly configReloads: Counter<'outcome'>;
+  /** Requests answered from local counts because the shared store failed or its breaker was open. */
+  readonly counterBackendErrors: Counter<'backend' | 'outcome'>;
+  /** 1 while the shared counter store is skipped (breaker open), else 0. */
+  readonly counterStoreDegraded: Gauge;
+  readonly counterEvictions: Counter;
 }
 
 /** Decisions take tens of microseconds; HTTP-style default buckets would hide them all in the first. */
 export const DECISION_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1];
 
 /** createMetrics - a fresh registry with every Levee metric (one per daemon, so tests stay independent). */
-export function createMetrics(options: { readonly counterKeys?: () => number } = {}): Metrics {
+export function createMetrics(options: { readonly counterKeys?: () => number; readonly counterEvictions?: () => number } = {}): Metrics {
   const registry = new Registry();
   const registers = [registry];
   collectDefaultMetrics({ register: registry, prefix: 'levee_' });
   const sizeOf = options.counterKeys ?? (() => 0);
+  const evictionsOf = options.counterEvictions ?? (() => 0);
+  let evictionsSeen = 0;
   return {
     registry,
     requests: new Counter({
@@ -80,6 +87,28 @@ export function createMetrics(options: { readonly counterKeys?: () => number } =
       help: 'Configuration reloads, by outcome (ok, failed).',
       labelNames: ['outcome'] as const,
       registers,
+    }),
+    counterBackendErrors: new Counter({
+      name: 'levee_counter_backend_errors_total',
+      help: 'Shared counter store failures, by backend and outcome (timeout, error, circuit_open: answered from local counts; probe_failed: background retry).',
+      labelNames: ['backend', 'outcome'] as const,
+      registers,
+    }),
+    counterStoreDegraded: new Gauge({
+      name: 'levee_counter_store_degraded',
+      help: '1 while the shared counter store is failing and requests are counted locally.',
+      registers,
+    }),
+    counterEvictions: new Counter({
+      name: 'levee_counter_evictions_total',
+      help: 'Counter keys evicted (least recently used) to stay within counters.max_keys.',
+      registers,
+      collect() {
+        // The store counts evictions itself (no per-eviction call into prom-client); catch up at scrape time.
+        const total = evictionsOf();
+        if (total > evictionsSeen) this.inc(total - evictionsSeen);
+        evictionsSeen = total;
+      },
     }),
   };
 }

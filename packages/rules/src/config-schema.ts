@@ -38,6 +38,9 @@ export interface HostPort {
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 export type FailAction = 'continue' | 'tempfail';
+/** What a limit rule does while the shared counter store is failing: decide on local counts, or tempfail. */
+export type StoreErrorAction = 'fail_open' | 'fail_closed';
+export type CounterBackend = 'memory' | 'redis';
 export type RuleMode = 'enforce' | 'warn';
 /** What a limit counts per request: 1, the recipient count (at least 1), or the message size. */
 export type CountMode = 'requests' | 'recipients' | 'bytes';
@@ -95,12 +98,35 @@ export interface RuleConfig {
   readonly text?: string | undefined;
   /** Headers added when the rule decides; with action continue the rule tags and evaluation goes on. */
   readonly addHeaders?: readonly HeaderToAdd[] | undefined;
+  /** Limit rules only; absent means fail_open. */
+  readonly onStoreError?: StoreErrorAction | undefined;
+}
+
+export interface RedisSettings {
+  /** redis:// or rediss:// URL of a single server (exclusive with clusterNodes). */
+  readonly url?: string | undefined;
+  /** Seed nodes of a Redis Cluster. */
+  readonly clusterNodes?: readonly HostPort[] | undefined;
+  /** Prepended to every key; never contains a hash tag. */
+  readonly keyPrefix: string;
+  /** Per-request deadline in ms; past it the request counts locally. */
+  readonly timeoutMs: number;
+  readonly breaker: { readonly failures: number; readonly coolDownMs: number };
+}
+
+export interface CounterSettings {
+  readonly backend: CounterBackend;
+  readonly maxKeys: number;
+  /** Present when `counters.redis` is configured (required by backend redis). */
+  readonly redis?: RedisSettings | undefined;
+  /** Present when `counters.snapshot.file` is set. */
+  readonly snapshot?: { readonly file: string; readonly intervalMs: number } | undefined;
 }
 
 export interface LeveeConfig {
   readonly listen: { readonly policy: readonly ListenAddress[]; readonly milter: readonly ListenAddress[] };
   readonly metrics: { readonly listen: HostPort | false };
-  readonly counters: { readonly backend: 'memory'; readonly maxKeys: number };
+  readonly counters: CounterSettings;
   readonly log: { readonly level: LogLevel };
   readonly policy: { readonly failAction: FailAction; readonly idleTimeoutMs: number };
   readonly rules: readonly RuleConfig[];
@@ -326,6 +352,7 @@ const rule = z
     enhanced_code: z.string({ error: 'expected a string like "5.7.1"' }).optional(),
     text: z.string({ error: 'expected a string' }).optional(),
     add_header: stringList(headerLine).optional(),
+    on_store_error: z.enum(['fail_open', 'fail_closed']).optional(),
   })
   .superRefine((r, ctx) => {
     let bad = false;
@@ -333,6 +360,10 @@ const rule = z
       bad = true;
       ctx.addIssue({ code: 'custom', message, path: [path] });
     };
+    if (r.on_store_error !== undefined && r.limit === undefined) {
+      // Only a limit reads counters, so only a limit can be affected by a failing store.
+      issue('on_store_error', 'on_store_error is only for rules with a limit');
+    }
     if (r.unless !== undefined && isEmptyConditions(r.unless)) {
       // An empty `unless` always holds, which would switch the rule off entirely.
       issue('unless', 'unless has no conditions, so it would exempt every request');
@@ -382,6 +413,7 @@ const rule = z
       enhancedCode: r.enhanced_code,
       text: r.text,
       addHeaders: r.add_header,
+      onStoreError: r.on_store_error,
     }),
   );
 
@@ -414,6 +446,77 @@ function section<T extends z.ZodType>(schema: T) {
   return z.preprocess((v) => v ?? {}, schema);
 }
 
+export const DEFAULT_REDIS_KEY_PREFIX = 'levee:';
+/** Far below Postfix's policy (100s) and milter (30s) timeouts; a LAN round trip is well under 1ms. */
+export const DEFAULT_REDIS_TIMEOUT = '25ms';
+export const DEFAULT_BREAKER_FAILURES = 3;
+export const DEFAULT_BREAKER_COOL_DOWN = '5s';
+export const DEFAULT_SNAPSHOT_INTERVAL = '60s';
+
+/** A duration within [min, max] ms. */
+function boundedDuration(min: number, max: number) {
+  return duration.superRefine((ms, ctx) => {
+    if (ms < min || ms > max) ctx.addIssue({ code: 'custom', message: `must be between ${formatDuration(min)} and ${formatDuration(max)}` });
+  });
+}
+
+const redisUrl = checkedString((s) => {
+  let url: URL;
+  try {
+    url = new URL(s);
+  } catch {
+    return `"${s.replace(/\/\/[^@/]*@/, '//***@')}" is not a URL like redis://host:6379/0`;
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') return `URL scheme "${url.protocol}" is not redis: or rediss:`;
+  if (url.hostname === '') return 'the URL has no host';
+  return undefined;
+});
+
+const hostPortItem = checkedString((s) => {
+  const r = parseHostPort(s);
+  return typeof r === 'string' ? r : undefined;
+});
+
+const redisSection = z
+  .strictObject({
+    url: redisUrl.optional(),
+    cluster_nodes: stringList(hostPortItem).optional(),
+    // A "{" or "}" in the prefix would make the prefix the hash tag and put every key in one Cluster slot.
+    key_prefix: z
+      .string({ error: 'expected a string' })
+      .max(64, 'at most 64 characters')
+      .regex(/^[^{}\s]*$/, 'key_prefix must not contain "{", "}" or white space (they would break the hash tag)')
+      .default(DEFAULT_REDIS_KEY_PREFIX),
+    timeout: boundedDuration(1, 10_000).prefault(DEFAULT_REDIS_TIMEOUT),
+    breaker: section(
+      z.strictObject({
+        failures: z.int({ error: 'expected a whole number' }).min(1).max(1000).default(DEFAULT_BREAKER_FAILURES),
+        cool_down: boundedDuration(10, 3_600_000).prefault(DEFAULT_BREAKER_COOL_DOWN),
+      }),
+    ),
+  })
+  .superRefine((r, ctx) => {
+    if ((r.url === undefined) === (r.cluster_nodes === undefined)) {
+      ctx.addIssue({ code: 'custom', message: 'give exactly one of url or cluster_nodes' });
+    }
+  })
+  .transform(
+    (r): RedisSettings => compact({
+      url: r.url,
+      clusterNodes: r.cluster_nodes?.map((s) => parseHostPort(s) as HostPort),
+      keyPrefix: r.key_prefix,
+      timeoutMs: r.timeout,
+      breaker: { failures: r.breaker.failures, coolDownMs: r.breaker.cool_down },
+    }),
+  );
+
+const snapshotSection = z
+  .strictObject({
+    file: z.string({ error: 'expected an absolute path' }).regex(/^\/[^\0]*$/, 'snapshot file must be an absolute path'),
+    interval: boundedDuration(1000, 86_400_000).prefault(DEFAULT_SNAPSHOT_INTERVAL),
+  })
+  .transform((s) => ({ file: s.file, intervalMs: s.interval }));
+
 export const configSchema = z
   .strictObject({
     listen: section(
@@ -424,10 +527,18 @@ export const configSchema = z
     ),
     metrics: section(z.strictObject({ listen: metricsListen.prefault(DEFAULT_METRICS_LISTEN) })),
     counters: section(
-      z.strictObject({
-        backend: z.literal('memory', { error: 'only the "memory" backend exists for now' }).default('memory'),
-        max_keys: z.int({ error: 'expected a whole number' }).min(1).max(100_000_000).default(DEFAULT_MAX_KEYS),
-      }),
+      z
+        .strictObject({
+          backend: z.enum(['memory', 'redis'], { error: 'expected "memory" or "redis"' }).default('memory'),
+          max_keys: z.int({ error: 'expected a whole number' }).min(1).max(100_000_000).default(DEFAULT_MAX_KEYS),
+          redis: redisSection.optional(),
+          snapshot: snapshotSection.optional(),
+        })
+        .superRefine((c, ctx) => {
+          if (c.backend === 'redis' && c.redis === undefined) {
+            ctx.addIssue({ code: 'custom', message: 'backend redis needs a counters.redis section with url or cluster_nodes', path: ['backend'] });
+          }
+        }),
     ),
     log: section(z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })),
     policy: section(
@@ -454,7 +565,7 @@ export const configSchema = z
     (c): LeveeConfig => ({
       listen: { policy: c.listen.policy, milter: c.listen.milter },
       metrics: { listen: c.metrics.listen },
-      counters: { backend: c.counters.backend, maxKeys: c.counters.max_keys },
+      counters: compact({ backend: c.counters.backend, maxKeys: c.counters.max_keys, redis: c.counters.redis, snapshot: c.counters.snapshot }),
       log: { level: c.log.level },
       policy: { failAction: c.policy.fail_action, idleTimeoutMs: c.policy.idle_timeout },
       rules: c.rules,

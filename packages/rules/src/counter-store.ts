@@ -5,6 +5,11 @@
  * and read back totals; where the windows live is the daemon's business.
  * A store applies a whole request's hits at once so a remote store can do it
  * in one round trip. Stores use the sliding-window functions for arithmetic.
+ *
+ * A store that shares counters (Redis) and had to answer from its local
+ * fallback marks the totals it returns with `markDegraded`; decide() then lets
+ * `on_store_error: fail_closed` rules tempfail. The mark is a property on the
+ * array (like a RegExp match's `index`) so the port's shape stays the same.
  */
 
 import type { WindowSpec } from './sliding-window.js';
@@ -28,4 +33,18 @@ export interface CounterStore {
   apply(hits: readonly CounterHit[], now: number): readonly number[] | Promise<readonly number[]>;
   /** Read totals without adding. */
   peek(keys: readonly CounterRead[], now: number): readonly number[] | Promise<readonly number[]>;
+}
+
+/** Totals counted locally because the shared store failed for this request. */
+export type DegradedTotals = readonly number[] & { readonly degraded: true };
+
+/** markDegraded - tag `totals` as counted locally (the array itself, not a copy). */
+export function markDegraded(totals: readonly number[]): DegradedTotals {
+  Object.defineProperty(totals, 'degraded', { value: true, enumerable: false });
+  return totals as DegradedTotals;
+}
+
+/** isDegraded - whether a store marked these totals as a local fallback. */
+export function isDegraded(totals: readonly number[]): boolean {
+  return (totals as Partial<DegradedTotals>).degraded === true;
 }

@@ -35,12 +35,18 @@
  * `totals` shorter than `plan.hits` (a store that failed) reads as 0 for the
  * missing ones: limits then do not fire, the fail-open choice; the daemon
  * decides whether to fall back to local counting.
+ *
+ * Totals marked degraded (the shared store failed, the counts are this host's
+ * own) are judged like any others, except that an applicable enforce-mode
+ * limit with `on_store_error: fail_closed` answers tempfail (451 4.3.0): the
+ * admin preferred to defer mail over deciding on a partial count. Such a rule
+ * never rejects for it, since the next attempt may find the store back.
  */
 
 import type { Facts } from './facts.js';
 import type { CounterEvidence, HeaderToAdd, Verdict, WouldHaveActed } from './verdict.js';
 import { CONTINUE } from './verdict.js';
-import type { CounterHit, CounterStore } from './counter-store.js';
+import { isDegraded, type CounterHit, type CounterStore } from './counter-store.js';
 import { buildView } from './request-view.js';
 import { missingPlaceholder, renderKeyTemplate } from './key-template.js';
 import { STAGE_BITS, countAmount, isTaggingRule, type CompiledRule, type RuleTrace, type Ruleset } from './rules-compile.js';
@@ -150,8 +156,24 @@ function finish(v: Verdict, tags: HeaderToAdd[] | undefined, warnings: WouldHave
   return out;
 }
 
-/** The verdict, given the totals the store returned for `plan.hits` (same order). Pure. */
-export function decide(_facts: Facts, ruleset: Ruleset, plan: CounterPlan, totals: readonly number[]): Decision {
+/** The verdict a fail_closed limit gives while the shared store fails. */
+function storeDownVerdict(rule: CompiledRule, counter: CounterEvidence): Verdict {
+  return {
+    action: 'tempfail',
+    code: 451,
+    enhancedCode: '4.3.0',
+    text: 'Rate limit service temporarily unavailable, try again later',
+    rule: rule.name,
+    counter,
+  };
+}
+
+/**
+ * The verdict, given the totals the store returned for `plan.hits` (same
+ * order). `storeFailed` (default: whether the totals are marked degraded)
+ * turns fail_closed limits into tempfail. Pure.
+ */
+export function decide(_facts: Facts, ruleset: Ruleset, plan: CounterPlan, totals: readonly number[], storeFailed = isDegraded(totals)): Decision {
   const trail: RuleTrace[] = [];
   let warnings: WouldHaveActed[] | undefined;
   let tags: HeaderToAdd[] | undefined;
@@ -188,6 +210,17 @@ export function decide(_facts: Facts, ruleset: Ruleset, plan: CounterPlan, total
         detail: `counted ${total}/${max}; not judged, ${decidedBy} decided first`,
         counter,
       });
+    } else if (storeFailed && rule.limit.onStoreError === 'fail_closed' && rule.mode === 'enforce') {
+      trail.push({
+        rule: rule.name,
+        index: rule.index,
+        outcome: 'decided',
+        detail: `shared counter store unavailable (local count ${total}/${max}), on_store_error fail_closed: tempfail`,
+        action: 'tempfail',
+        counter,
+      });
+      verdict = storeDownVerdict(rule, counter);
+      decidedBy = rule.name;
     } else if (total <= max) {
       trail.push({ rule: rule.name, index: rule.index, outcome: 'under-limit', detail: `${total} of max ${max} in window`, counter });
     } else if (rule.mode === 'warn') {

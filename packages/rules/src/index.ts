@@ -25,7 +25,8 @@ export {
   windowTotal,
 } from './sliding-window.js';
 
-export type { CounterHit, CounterRead, CounterStore } from './counter-store.js';
+export type { CounterHit, CounterRead, CounterStore, DegradedTotals } from './counter-store.js';
+export { isDegraded, markDegraded } from './counter-store.js';
 
 export { formatDuration, MAX_DURATION_MS, parseDuration } from './duration.js';
 export type { Reply } from './reply.js';
@@ -37,6 +38,8 @@ export { DEFAULT_NETWORK_V4, DEFAULT_NETWORK_V6, FIELD_PLACEHOLDERS, MAX_KEY_VAL
 
 export type {
   Conditions,
+  CounterBackend,
+  CounterSettings,
   CountMode,
   FailAction,
   HostPort,
@@ -45,16 +48,23 @@ export type {
   ListenAddress,
   LogLevel,
   NumberRange,
+  RedisSettings,
   RuleConfig,
   RuleMode,
+  StoreErrorAction,
 } from './config-schema.js';
 export {
   configSchema,
+  DEFAULT_BREAKER_COOL_DOWN,
+  DEFAULT_BREAKER_FAILURES,
   DEFAULT_IDLE_TIMEOUT,
   DEFAULT_MAX_KEYS,
   DEFAULT_METRICS_LISTEN,
   DEFAULT_MILTER_LISTEN,
   DEFAULT_POLICY_LISTEN,
+  DEFAULT_REDIS_KEY_PREFIX,
+  DEFAULT_REDIS_TIMEOUT,
+  DEFAULT_SNAPSHOT_INTERVAL,
   parseHostPort,
   parseListenAddress,
 } from './config-schema.js';

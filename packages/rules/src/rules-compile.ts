@@ -22,7 +22,7 @@
 
 import { STAGES, type Facts, type Stage } from './facts.js';
 import type { Action, Verdict, WouldHaveActed } from './verdict.js';
-import type { Conditions, CountMode, NumberRange, RuleConfig, RuleMode, LeveeConfig } from './config-schema.js';
+import type { Conditions, CountMode, NumberRange, RuleConfig, RuleMode, LeveeConfig, StoreErrorAction } from './config-schema.js';
 import { compileCidrList } from './ip.js';
 import { compilePatterns } from './string-pattern.js';
 import { parseKeyTemplate, templateNeeds, type KeyTemplate } from './key-template.js';
@@ -82,6 +82,8 @@ export interface CompiledLimit {
   readonly max: number;
   readonly window: WindowSpec;
   readonly count: CountMode;
+  /** While the shared store fails: decide on the local count (fail_open) or tempfail (fail_closed). */
+  readonly onStoreError: StoreErrorAction;
 }
 
 export interface CompiledRule {
@@ -258,6 +260,7 @@ function compileRule(r: RuleConfig, index: number, needs: ViewNeeds): CompiledRu
       max: r.limit.max,
       window: Object.freeze({ windowMs: r.limit.windowMs, buckets: r.limit.buckets }),
       count: r.limit.count,
+      onStoreError: r.onStoreError ?? 'fail_open',
     };
   }
   const base = { rule: r.name, index };

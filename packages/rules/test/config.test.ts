@@ -1,4 +1,4 @@
-import { DEFAULT_CONFIG_YAML, formatConfigIssue, loadConfig, parseDuration, type ConfigLoadResult, type LeveeConfig } from '../src/index.js';
+import { compileRules, DEFAULT_CONFIG_YAML, formatConfigIssue, loadConfig, parseDuration, type ConfigLoadResult, type LeveeConfig } from '../src/index.js';
 
 function ok(text: string): LeveeConfig {
   const r = loadConfig(text, 'levee.yaml');
@@ -242,7 +242,7 @@ describe('issues point at file:line:col with a dotted path', () => {
   });
 
   test('issues come sorted by position', () => {
-    const text = ['counters:', '  backend: redis', 'log:', '  level: loud', ''].join('\n');
+    const text = ['counters:', '  backend: etcd', 'log:', '  level: loud', ''].join('\n');
     const e = errors(text);
     expect(e).toHaveLength(2);
     expect(e[0]).toMatch(/^levee\.yaml:2:12: counters\.backend: /);
@@ -295,5 +295,95 @@ describe('value checks', () => {
     ['counters:\n  max_keys: 0\n', 'counters.max_keys'],
   ])('%j -> %s', (text, expected) => {
     expect(only(text)).toContain(expected);
+  });
+});
+
+describe('counters: redis, snapshot, on_store_error', () => {
+  test('a redis backend with every key', () => {
+    const c = ok(`
+counters:
+  backend: redis
+  max_keys: 2000
+  redis:
+    url: "redis://:secret@10.0.0.5:6380/2"
+    key_prefix: "mx:"
+    timeout: 40ms
+    breaker: { failures: 5, cool_down: 10s }
+  snapshot:
+    file: /var/lib/levee/counters.jsonl
+    interval: 30s
+`);
+    expect(c.counters).toEqual({
+      backend: 'redis',
+      maxKeys: 2000,
+      redis: { url: 'redis://:secret@10.0.0.5:6380/2', keyPrefix: 'mx:', timeoutMs: 40, breaker: { failures: 5, coolDownMs: 10_000 } },
+      snapshot: { file: '/var/lib/levee/counters.jsonl', intervalMs: 30_000 },
+    });
+  });
+
+  test('defaults: prefix levee:, 25ms deadline, 3 failures, 5s cool-down; snapshot every 60s', () => {
+    const c = ok('counters:\n  backend: redis\n  redis: { url: "redis://127.0.0.1" }\n  snapshot: { file: /tmp/c.jsonl }\n');
+    expect(c.counters.redis).toEqual({ url: 'redis://127.0.0.1', keyPrefix: 'levee:', timeoutMs: 25, breaker: { failures: 3, coolDownMs: 5000 } });
+    expect(c.counters.snapshot).toEqual({ file: '/tmp/c.jsonl', intervalMs: 60_000 });
+  });
+
+  test('cluster seed nodes instead of a url', () => {
+    const c = ok('counters:\n  backend: redis\n  redis:\n    cluster_nodes: ["10.0.0.1:7000", "[2001:db8::1]:7001"]\n    breaker:\n');
+    expect(c.counters.redis?.clusterNodes).toEqual([
+      { host: '10.0.0.1', port: 7000, text: '10.0.0.1:7000' },
+      { host: '2001:db8::1', port: 7001, text: '[2001:db8::1]:7001' },
+    ]);
+    expect(c.counters.redis?.url).toBeUndefined();
+    expect(c.counters.redis?.breaker).toEqual({ failures: 3, coolDownMs: 5000 });
+  });
+
+  test('on_store_error per limit rule; absent means fail_open', () => {
+    const c = ok(`
+rules:
+  - name: strict
+    limit: { key: "{client_address}", max: 5, window: 1m }
+    on_store_error: fail_closed
+    action: tempfail
+  - name: lenient
+    limit: { key: "{client_address}", max: 5, window: 1m }
+    action: tempfail
+`);
+    expect(c.rules[0]?.onStoreError).toBe('fail_closed');
+    expect(c.rules[1]?.onStoreError).toBeUndefined();
+    expect(compileRules(c).rules.map((r) => r.limit?.onStoreError)).toEqual(['fail_closed', 'fail_open']);
+  });
+
+  const only = (text: string): string => {
+    const e = errors(text);
+    expect(e).toHaveLength(1);
+    return e[0] ?? '';
+  };
+
+  test.each([
+    ['counters:\n  backend: redis\n', 'levee.yaml:2:12: counters.backend: backend redis needs a counters.redis section with url or cluster_nodes'],
+    ['counters:\n  redis: {}\n', 'levee.yaml:2:10: counters.redis: give exactly one of url or cluster_nodes'],
+    ['counters:\n  redis: { url: "redis://a", cluster_nodes: ["b:1"] }\n', 'counters.redis: give exactly one of url or cluster_nodes'],
+    ['counters:\n  redis: { url: "http://cache:6379" }\n', 'levee.yaml:2:17: counters.redis.url: URL scheme "http:" is not redis: or rediss:'],
+    ['counters:\n  redis: { url: "not a url" }\n', 'counters.redis.url: "not a url" is not a URL like redis://host:6379/0'],
+    ['counters:\n  redis: { url: "redis://a", key_prefix: "{mx}:" }\n', 'counters.redis.key_prefix: key_prefix must not contain "{", "}"'],
+    ['counters:\n  redis: { url: "redis://a", timeout: 30s }\n', 'counters.redis.timeout: must be between 1ms and 10s'],
+    ['counters:\n  redis: { url: "redis://a", breaker: { failures: 0 } }\n', 'counters.redis.breaker.failures'],
+    ['counters:\n  redis: { url: "redis://a", breaker: { cool_down: soon } }\n', 'counters.redis.breaker.cool_down: invalid duration "soon"'],
+    ['counters:\n  redis: { url: "redis://a", sentinel: x }\n', 'counters.redis'],
+    ['counters:\n  redis: { cluster_nodes: ["10.0.0.1"] }\n', 'levee.yaml:2:28: counters.redis.cluster_nodes.0: "10.0.0.1" is not HOST:PORT'],
+    ['counters:\n  snapshot: { file: counters.jsonl }\n', 'levee.yaml:2:21: counters.snapshot.file: snapshot file must be an absolute path'],
+    ['counters:\n  snapshot: { file: /x, interval: 10ms }\n', 'counters.snapshot.interval: must be between 1s and 1d'],
+    ['counters:\n  snapshot: { interval: 10s }\n', 'counters.snapshot.file'],
+    ['rules:\n  - name: r\n    action: reject\n    on_store_error: fail_closed\n', 'levee.yaml:4:21: rules.0.on_store_error: on_store_error is only for rules with a limit'],
+    [
+      'rules:\n  - name: r\n    action: reject\n    limit: { key: "{sender}", max: 1, window: 1m }\n    on_store_error: closed\n',
+      'rules.0.on_store_error: Invalid option',
+    ],
+  ])('%j -> %s', (text, expected) => {
+    expect(only(text)).toContain(expected);
+  });
+
+  test('a password in a bad url is not echoed', () => {
+    expect(only('counters:\n  redis: { url: "redis//:hunter2@x" }\n')).not.toContain('hunter2');
   });
 });

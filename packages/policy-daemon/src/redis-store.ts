@@ -1,0 +1,218 @@
+/**
+ * redis-store - sliding-window counters shared by several MX hosts in Redis
+ * (ioredis, single server or Cluster). The same window semantics as the
+ * memory store: the Lua script below is advanceWindow + addToWindow from
+ * @levee/rules written against a hash, and the total is computed on this side
+ * by the very same `windowTotal`, so both stores give equal totals for equal
+ * hits and times (the shared contract test proves it).
+ *
+ * Data model: one hash per counter, `<prefix>{<counter key>}`. The braces are
+ * a Cluster hash tag, so everything about one counter sits in one slot and a
+ * future multi-key layout stays legal. Fields:
+ *   s   the window spec "windowMs/buckets"; a different spec resets the hash
+ *       (the memory store does the same: see memory-store's header);
+ *   n   the newest absolute bucket index, floor(t / width), as decimal text;
+ *   0..buckets-1   the ring of counts, slot = bucket index mod buckets;
+ *       an absent slot is 0.
+ * Increment, clean-up of the buckets that slid out, expiry and the read all
+ * happen in ONE script call (never INCR and then a separate EXPIRE, the race
+ * that leaves haraka-plugin-limit's keys without a TTL), one call per counter:
+ * several keys in one script would be a CROSSSLOT error on a Cluster, and
+ * auto-pipelining already sends one request's calls in one write.
+ *
+ * The PEXPIRE is garbage collection only (two windows, at least a minute, of Redis time): the
+ * window arithmetic uses the `now` Levee passes, so clocks of different MX
+ * hosts only need to agree to within a bucket width, and a host a little behind
+ * counts into the newest bucket (time never goes backwards for a window).
+ *
+ * This module has no deadline or fallback of its own: fallback-store wraps it.
+ *
+ * LIMITATIONS: a command that timed out on our side may still run later on
+ * the server (Redis never cancels it), counting that request once more in the
+ * shared total: an error towards refusing, bounded by the requests of one
+ * stall. Counts saturate at 2^32-1 per bucket, as in memory.
+ */
+
+import { Cluster, Redis } from 'ioredis';
+import { bucketWidth, effectiveWindowMs, MAX_BUCKET_COUNT, windowTotal, type CounterHit, type CounterRead, type RedisSettings, type WindowSpec } from '@levee/rules';
+
+/** The shared store: always a Promise (fallback-store bounds it). */
+export interface RedisCounterStore {
+  apply(hits: readonly CounterHit[], now: number): Promise<readonly number[]>;
+  peek(keys: readonly CounterRead[], now: number): Promise<readonly number[]>;
+  /** A PING: resolves when the server answers. */
+  probe(): Promise<void>;
+  /** The Redis key of a counter key. */
+  redisKey(key: string): string;
+}
+
+export type RedisClient = Redis | Cluster;
+
+/**
+ * KEYS[1] the counter hash; ARGV[1] the bucket index floor(now/width) as
+ * decimal text ("" when now is not finite), ARGV[2] the whole amount to add
+ * (0 = none), ARGV[3] the spec "windowMs/buckets", ARGV[4] buckets, ARGV[5]
+ * the TTL in ms. Returns { newest, count slot 0, ..., count slot n-1 } as text.
+ * Bucket indexes are kept as text and compared as numbers: Lua's doubles hold
+ * them exactly (< 2^53), and writing back the caller's own text avoids Lua's
+ * %.14g number formatting.
+ */
+export const COUNT_SCRIPT = `
+local key = KEYS[1]
+local n = tonumber(ARGV[4])
+local spec = redis.call('HGET', key, 's')
+local newestText = '0'
+if spec == ARGV[3] then
+  newestText = redis.call('HGET', key, 'n') or '0'
+elseif spec then
+  redis.call('DEL', key)
+end
+local newest = tonumber(newestText) or 0
+local b = tonumber(ARGV[1])
+if b ~= nil and b > newest then
+  local steps = b - newest
+  if steps >= n then
+    redis.call('DEL', key)
+  else
+    for i = 1, steps do
+      redis.call('HDEL', key, tostring((newest + i) % n))
+    end
+  end
+  newest = b
+  newestText = ARGV[1]
+end
+local amount = tonumber(ARGV[2])
+if amount > 0 then
+  local slot = tostring(newest % n)
+  local v = (tonumber(redis.call('HGET', key, slot)) or 0) + amount
+  if v > ${MAX_BUCKET_COUNT} then v = ${MAX_BUCKET_COUNT} end
+  redis.call('HSET', key, slot, v)
+end
+redis.call('HSET', key, 's', ARGV[3], 'n', newestText)
+redis.call('PEXPIRE', key, ARGV[5])
+local fields = {}
+for i = 0, n - 1 do fields[i + 1] = tostring(i) end
+local counts = redis.call('HMGET', key, unpack(fields))
+local out = { newestText }
+for i = 1, n do out[i + 1] = counts[i] or '0' end
+return out
+`;
+
+interface WithCountCommand {
+  leveeCount(key: string, bucket: string, amount: string, spec: string, buckets: string, ttlMs: string): Promise<unknown>;
+}
+
+function specText(w: WindowSpec): string {
+  return `${w.windowMs}/${w.buckets}`;
+}
+
+/** addToWindow's rule for amounts: whole, at least 1, or nothing; never more than a bucket holds. */
+function wholeAmount(amount: number): number {
+  if (!Number.isFinite(amount) || amount < 1) return 0;
+  return Math.min(Math.floor(amount), MAX_BUCKET_COUNT);
+}
+
+/** The total from a script or HMGET reply of { newest, counts... }, by the shared arithmetic. */
+function totalOf(newestText: unknown, counts: readonly unknown[], now: number, window: WindowSpec): number {
+  const newest = Number(newestText);
+  if (!Number.isSafeInteger(newest) || counts.length !== window.buckets) throw new Error('malformed counter reply from redis');
+  const state = { newest, counts: Uint32Array.from(counts, (c) => Number(c ?? 0)) };
+  return windowTotal(state, now, window);
+}
+
+/**
+ * Two windows, at least a minute: long enough for a host whose clock is
+ * ahead, and for tiny windows long enough that Redis's clock expiring a key
+ * never races the window arithmetic (which alone decides what counts).
+ */
+function ttlMs(w: WindowSpec): number {
+  return Math.max(2 * effectiveWindowMs(w), MIN_TTL_MS);
+}
+
+const MIN_TTL_MS = 60_000;
+
+/** createRedisStore - counters in `client` under `keyPrefix`; defines the Lua command on the client. */
+export function createRedisStore(client: RedisClient, keyPrefix: string): RedisCounterStore {
+  client.defineCommand('leveeCount', { numberOfKeys: 1, lua: COUNT_SCRIPT });
+  const counting = client as unknown as WithCountCommand;
+  const redisKey = (key: string): string => `${keyPrefix}{${key}}`;
+
+  async function applyOne(hit: CounterHit, now: number): Promise<number> {
+    const w = hit.window;
+    const bucket = Number.isFinite(now) ? String(Math.floor(now / bucketWidth(w))) : '';
+    const reply = await counting.leveeCount(
+      redisKey(hit.key),
+      bucket,
+      String(wholeAmount(hit.amount)),
+      specText(w),
+      String(w.buckets),
+      String(ttlMs(w)),
+    );
+    if (!Array.isArray(reply) || reply.length < 1) throw new Error('malformed counter reply from redis');
+    return totalOf(reply[0], reply.slice(1), now, w);
+  }
+
+  async function peekOne(read: CounterRead, now: number): Promise<number> {
+    const slots = Array.from({ length: read.window.buckets }, (_, i) => String(i));
+    const [spec, newest, ...counts] = await client.hmget(redisKey(read.key), 's', 'n', ...slots);
+    if (spec !== specText(read.window) || newest === null || newest === undefined) return 0;
+    return totalOf(newest, counts, now, read.window);
+  }
+
+  return {
+    apply: (hits, now) => Promise.all(hits.map((h) => applyOne(h, now))),
+    peek: (keys, now) => Promise.all(keys.map((k) => peekOne(k, now))),
+    async probe() {
+      await client.ping();
+    },
+    redisKey,
+  };
+}
+
+/** Reconnect quickly at first, then every second: the breaker's probe needs a connection to find. */
+function reconnectDelay(times: number): number {
+  return Math.min(50 * 2 ** Math.min(times, 10), 1000);
+}
+
+/**
+ * createRedisClient - an ioredis client that fails fast: no offline queue (a
+ * command while disconnected is rejected at once instead of waiting for a
+ * reconnect), no replay after a reconnect, a per-command timeout equal to the
+ * request deadline, and reconnection in the background forever.
+ * Attach an 'error' listener (the daemon does), or ioredis reports nothing.
+ */
+export function createRedisClient(settings: RedisSettings): RedisClient {
+  // Object literals inline: ioredis's option types do not accept explicit undefineds (exactOptionalPropertyTypes).
+  if (settings.clusterNodes !== undefined) {
+    return new Cluster(
+      settings.clusterNodes.map((n) => ({ host: n.host, port: n.port })),
+      {
+        enableOfflineQueue: false,
+        enableAutoPipelining: true,
+        clusterRetryStrategy: reconnectDelay,
+        redisOptions: { maxRetriesPerRequest: 0, commandTimeout: settings.timeoutMs, connectTimeout: 1000 },
+      },
+    );
+  }
+  if (settings.url === undefined) throw new Error('counters.redis needs url or cluster_nodes');
+  return new Redis(settings.url, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    commandTimeout: settings.timeoutMs,
+    connectTimeout: 1000,
+    enableAutoPipelining: true,
+    lazyConnect: false,
+    retryStrategy: reconnectDelay,
+  });
+}
+
+/** Where the client points, without credentials (for logs and /healthz). */
+export function describeRedisTarget(settings: RedisSettings): string {
+  if (settings.clusterNodes !== undefined) return `cluster ${settings.clusterNodes.map((n) => n.text).join(',')}`;
+  try {
+    const url = new URL(settings.url ?? '');
+    return `${url.protocol}//${url.host}${url.pathname}`;
+  } catch {
+    return 'redis';
+  }
+}

@@ -1,0 +1,239 @@
+// Test harness: private, throw-away redis-server processes on loopback ports.
+//
+// Each instance gets a temp dir (mkdtemp) holding its redis.conf, log and the
+// watchdog script. Nothing is persisted (save "" and appendonly no), it binds
+// 127.0.0.1 only, and never uses 6379 or any system Redis.
+//
+// The server runs under a small shell watchdog (watchdog.sh) so that nothing
+// outlives the test process: the watchdog stops redis-server (SIGCONT first, in
+// case a test left it SIGSTOPped, then SIGTERM, then SIGKILL) when the harness
+// asks (stop file), when the owning Node process is gone, or after a maximum
+// lifetime. Every signal goes to a PID we started, never by name.
+//
+// Ports: a port free on 127.0.0.1 is locked for this process with an O_EXCL
+// lock file in the temp dir (like support/postfix.ts), so parallel jest workers
+// never pick the same one, and the lock is kept across kill/restart of the
+// same instance.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const REDIS_SERVER = '/usr/bin/redis-server';
+const INSTALL_HINT = 'run `bash scripts/install-redis-test-deps.sh` (as root) to install redis-server';
+
+export interface RedisInstance {
+  readonly port: number;
+  readonly url: string;
+  /** The redis-server PID of the current run (changes after restart()). */
+  readonly pid: number;
+  /** SIGKILL the server (the port stays locked for restart()). */
+  kill(): Promise<void>;
+  /** SIGSTOP: connections stay open, nothing is answered. */
+  pause(): void;
+  /** SIGCONT after pause(). */
+  resume(): void;
+  /** Start a fresh (empty) server on the same port after kill(). */
+  restart(): Promise<void>;
+  /** Stop everything, remove the temp dir and the port lock. Idempotent. */
+  stop(): Promise<void>;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function tryListen(port: number): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', () => resolve(undefined));
+    srv.listen({ host: '127.0.0.1', port, exclusive: true }, () => {
+      const addr = srv.address();
+      const got = typeof addr === 'object' && addr !== null ? addr.port : undefined;
+      srv.close(() => resolve(got));
+    });
+  });
+}
+
+function lockPath(port: number): string {
+  return join(tmpdir(), `levee-redis-port-${port}.lock`);
+}
+
+function lockPort(port: number): boolean {
+  const path = lockPath(port);
+  for (let i = 0; i < 2; i++) {
+    try {
+      writeFileSync(path, `${process.pid}\n`, { flag: 'wx' });
+      return true;
+    } catch {
+      let holder = 0;
+      try {
+        holder = Number(readFileSync(path, 'utf8').trim());
+      } catch {
+        // vanished meanwhile: try again
+      }
+      if (Number.isInteger(holder) && holder > 0 && alive(holder)) return false;
+      rmSync(path, { force: true });
+    }
+  }
+  return false;
+}
+
+async function reservePort(): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = await tryListen(0);
+    if (port !== undefined && port !== 6379 && lockPort(port)) return port;
+  }
+  throw new Error('could not find a free loopback port');
+}
+
+/** Resolves when a TCP connection to the port succeeds and PING answers PONG. */
+async function waitForPong(port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = connect({ host: '127.0.0.1', port });
+      const done = (v: boolean): void => {
+        socket.destroy();
+        resolve(v);
+      };
+      socket.setTimeout(500, () => done(false));
+      socket.once('error', () => done(false));
+      socket.once('connect', () => socket.write('PING\r\n'));
+      socket.on('data', (d) => done(d.toString().startsWith('+PONG')));
+    });
+    if (ok) return;
+    await sleep(50);
+  }
+  throw new Error(`redis-server on port ${port} did not answer PING within ${timeoutMs}ms`);
+}
+
+const WATCHDOG = `#!/bin/sh
+# watchdog.sh OWNER_PID MAX_SECONDS DIR: run redis-server, stop it when asked, when the owner is gone, or at the deadline.
+owner=$1; max=$2; dir=$3
+/usr/bin/redis-server "$dir/redis.conf" >>"$dir/redis.log" 2>&1 &
+pid=$!
+echo "$pid" >"$dir/redis.pid.tmp" && mv "$dir/redis.pid.tmp" "$dir/redis.pid"
+start=$(date +%s)
+while kill -0 "$pid" 2>/dev/null; do
+  if [ -e "$dir/stop" ] || ! kill -0 "$owner" 2>/dev/null || [ $(( $(date +%s) - start )) -ge "$max" ]; then
+    kill -CONT "$pid" 2>/dev/null; kill -TERM "$pid" 2>/dev/null
+    i=0
+    while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+    kill -KILL "$pid" 2>/dev/null
+    break
+  fi
+  sleep 0.2
+done
+wait "$pid" 2>/dev/null
+exit 0
+`;
+
+export interface RedisOptions {
+  /** The server stops itself after this many seconds even if nobody calls stop(). Default 600. */
+  readonly maxLifetimeSec?: number;
+}
+
+/** True if redis-server is installed. */
+export function redisAvailable(): boolean {
+  return existsSync(REDIS_SERVER);
+}
+
+/** startRedis - a private redis-server on 127.0.0.1 at a free port; resolves once it answers PING. */
+export async function startRedis(options: RedisOptions = {}): Promise<RedisInstance> {
+  if (!redisAvailable()) throw new Error(`${REDIS_SERVER} is missing; ${INSTALL_HINT}`);
+  const dir = mkdtempSync(join(tmpdir(), 'levee-redis-'));
+  const port = await reservePort();
+  const conf = [
+    `port ${port}`,
+    'bind 127.0.0.1',
+    'protected-mode yes',
+    'daemonize no',
+    'save ""',
+    'appendonly no',
+    `dir ${dir}`,
+    'loglevel warning',
+    'databases 1',
+  ].join('\n');
+  writeFileSync(join(dir, 'redis.conf'), `${conf}\n`);
+  writeFileSync(join(dir, 'watchdog.sh'), WATCHDOG, { mode: 0o755 });
+  let watchdog: ChildProcess | undefined;
+  let pid = 0;
+  let stopped = false;
+
+  async function launch(): Promise<void> {
+    rmSync(join(dir, 'stop'), { force: true });
+    rmSync(join(dir, 'redis.pid'), { force: true });
+    watchdog = spawn('/bin/sh', [join(dir, 'watchdog.sh'), String(process.pid), String(options.maxLifetimeSec ?? 600), dir], {
+      stdio: 'ignore',
+      detached: true,
+    });
+    watchdog.unref();
+    const deadline = Date.now() + 10_000;
+    while (!existsSync(join(dir, 'redis.pid'))) {
+      if (Date.now() > deadline) throw new Error('redis watchdog did not start redis-server');
+      await sleep(20);
+    }
+    pid = Number(readFileSync(join(dir, 'redis.pid'), 'utf8').trim());
+    try {
+      await waitForPong(port, 10_000);
+    } catch (error) {
+      const log = existsSync(join(dir, 'redis.log')) ? readFileSync(join(dir, 'redis.log'), 'utf8') : '';
+      throw new Error(`${(error as Error).message}\n${log}`);
+    }
+  }
+
+  async function waitGone(target: number, ms: number): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (alive(target) && Date.now() < deadline) await sleep(20);
+  }
+
+  await launch();
+  const instance: RedisInstance = {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    get pid() {
+      return pid;
+    },
+    async kill() {
+      if (pid > 0 && alive(pid)) process.kill(pid, 'SIGKILL');
+      await waitGone(pid, 5000);
+      // The watchdog notices and exits by itself.
+      if (watchdog?.pid !== undefined) await waitGone(watchdog.pid, 5000);
+    },
+    pause() {
+      process.kill(pid, 'SIGSTOP');
+    },
+    resume() {
+      process.kill(pid, 'SIGCONT');
+    },
+    async restart() {
+      if (alive(pid)) throw new Error('restart() needs the server killed first');
+      await launch();
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      writeFileSync(join(dir, 'stop'), '');
+      await waitGone(pid, 8000);
+      if (pid > 0 && alive(pid)) {
+        process.kill(pid, 'SIGCONT');
+        process.kill(pid, 'SIGKILL');
+      }
+      if (watchdog?.pid !== undefined) await waitGone(watchdog.pid, 3000);
+      rmSync(dir, { recursive: true, force: true });
+      rmSync(lockPath(port), { force: true });
+    },
+  };
+  return instance;
+}
