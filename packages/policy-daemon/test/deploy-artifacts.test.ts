@@ -1,0 +1,41 @@
+// What deploy/ ships must match the code: every metric the alert rules and the
+// Grafana dashboard query exists on a running daemon's /metrics, and the
+// example and embedded configs pass the loader.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startTestDaemon } from './support/daemon.js';
+
+const ROOT = join(__dirname, '..', '..', '..');
+const read = (path: string): string => readFileSync(join(ROOT, path), 'utf8');
+
+/** Metric names a PromQL text refers to, histogram suffixes folded to the family name. */
+function referencedMetrics(text: string): string[] {
+  const names = new Set<string>();
+  for (const m of text.matchAll(/\blevee_[a-z0-9_]+/g)) names.add(m[0].replace(/_(bucket|count|sum)$/, ''));
+  return [...names].sort();
+}
+
+describe('deploy artefacts match the daemon', () => {
+  let exposed: Set<string>;
+  beforeAll(async () => {
+    const levee = await startTestDaemon('rules: []\n', { metrics: true, milter: true });
+    try {
+      const text = await levee.metricsText();
+      exposed = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1] ?? ''));
+    } finally {
+      await levee.close();
+    }
+  });
+
+  test.each(['deploy/prometheus/alerts.yml', 'deploy/grafana/levee-dashboard.json'])('every metric %s uses is exported', (file) => {
+    const used = referencedMetrics(read(file));
+    expect(used.length).toBeGreaterThan(5);
+    expect(used.filter((name) => !exposed.has(name))).toEqual([]);
+  });
+
+  test('the dashboard is valid JSON with a datasource variable and panels', () => {
+    const dashboard = JSON.parse(read('deploy/grafana/levee-dashboard.json')) as { panels: unknown[]; templating: { list: { name: string }[] } };
+    expect(dashboard.panels.length).toBeGreaterThan(10);
+    expect(dashboard.templating.list.map((v) => v.name)).toContain('datasource');
+  });
+});
