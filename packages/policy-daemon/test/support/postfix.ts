@@ -24,26 +24,36 @@
 // sockets only (no /etc/hosts, no resolv.conf, no inet sockets).
 //
 // Must run as root (private queue directories, bind mounts, namespaces).
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import {
   chmodSync,
   chownSync,
-  closeSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
-  openSync,
   readdirSync,
   readFileSync,
-  readlinkSync,
-  rmSync,
   statSync,
   utimesSync,
   writeFileSync,
 } from 'node:fs';
-import { createServer } from 'node:net';
-import { networkInterfaces, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import {
+  execCapture,
+  ipv6LoopbackAvailable,
+  pinChildNamespace,
+  portLockPath,
+  readIfExists,
+  releasePort,
+  reservePort,
+  shQuote,
+  sleep,
+  spawnInPrivateNamespace,
+  teardownNamespaceInstance,
+  unshareBinary,
+} from './process-tools.js';
+
+export { ipv6LoopbackAvailable };
 
 export interface PostfixOptions {
   /** main.cf overrides/additions, e.g. { smtpd_recipient_restrictions: 'reject_unauth_destination, check_policy_service inet:127.0.0.1:PORT' } */
@@ -88,7 +98,6 @@ export interface PostfixInstance {
 
 const POSTFIX = '/usr/sbin/postfix';
 const POSTQUEUE = '/usr/sbin/postqueue';
-const UNSHARE = '/usr/bin/unshare';
 const COMMAND_DIR = '/usr/sbin';
 const HOSTNAME = 'postfix.test.invalid';
 const PRIVATE_RESOLV_CONF = 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n';
@@ -97,21 +106,9 @@ const INSTALL_HINT = 'run `bash scripts/install-test-deps.sh` (as root) to insta
 
 /** True if the Postfix binaries (and unshare, which the harness needs) are installed. */
 export function postfixAvailable(): boolean {
-  return [POSTFIX, POSTQUEUE, join(COMMAND_DIR, 'postsuper'), '/usr/lib/postfix/sbin/master', UNSHARE].every((p) =>
+  return [POSTFIX, POSTQUEUE, join(COMMAND_DIR, 'postsuper'), '/usr/lib/postfix/sbin/master', unshareBinary()].every((p) =>
     existsSync(p),
   );
-}
-
-/** True if ::1 is configured on the loopback interface. */
-export function ipv6LoopbackAvailable(): boolean {
-  for (const addrs of Object.values(networkInterfaces())) {
-    for (const a of addrs ?? []) if (a.family === 'IPv6' && a.address === '::1' && a.internal) return true;
-  }
-  return false;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function lookupUser(name: string): { uid: number; gid: number } {
@@ -120,55 +117,6 @@ function lookupUser(name: string): { uid: number; gid: number } {
     if (f[0] === name && f[2] !== undefined && f[3] !== undefined) return { uid: Number(f[2]), gid: Number(f[3]) };
   }
   throw new Error(`user ${name} not found in /etc/passwd; ${INSTALL_HINT}`);
-}
-
-function tryListen(host: string, port: number): Promise<number | undefined> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.once('error', () => resolve(undefined));
-    srv.listen({ host, port, exclusive: true }, () => {
-      const addr = srv.address();
-      const got = typeof addr === 'object' && addr !== null ? addr.port : undefined;
-      srv.close(() => resolve(got));
-    });
-  });
-}
-
-function portLockPath(port: number): string {
-  return join(tmpdir(), `levee-postfix-port-${port}.lock`);
-}
-
-/** Takes the cross-process lock for a port (O_EXCL file holding our PID); steals it only from a dead PID. */
-function lockPort(port: number): boolean {
-  const path = portLockPath(port);
-  for (let i = 0; i < 2; i++) {
-    try {
-      writeFileSync(path, `${process.pid}\n`, { flag: 'wx' });
-      return true;
-    } catch {
-      const holder = Number(readIfExists(path).trim());
-      if (Number.isInteger(holder) && holder > 0 && alive(holder)) return false;
-      rmSync(path, { force: true }); // stale
-    }
-  }
-  return false;
-}
-
-/**
- * A loopback port that is free now (on 127.0.0.1, and on ::1 when ipv6) and
- * locked for this process. Postfix's master binds with SO_REUSEPORT, so two
- * instances given the same port would both listen and share connections
- * silently; the lock file keeps parallel jest workers apart (a bound Postfix
- * port already makes Node's probe bind fail).
- */
-async function reservePort(ipv6: boolean): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const port = await tryListen('127.0.0.1', 0);
-    if (port === undefined) continue;
-    if (ipv6 && (await tryListen('::1', port)) === undefined) continue;
-    if (lockPort(port)) return port;
-  }
-  throw new Error('could not find a free loopback port');
 }
 
 /** Number of sockets listening on 127.0.0.1:port (from /proc/net/tcp); undefined if unreadable. */
@@ -300,10 +248,6 @@ function masterCfText(port: number, ipv6: boolean): string {
   return '# Written by packages/policy-daemon/test/support/postfix.ts (private test instance).\n' + rows.join('\n') + '\n';
 }
 
-function shQuote(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
-}
-
 function runScript(l: Layout, port: number, ownerPid: number, maxLifetimeSec: number): string {
   const D = shQuote(l.base);
   return `#!/bin/sh
@@ -347,77 +291,15 @@ while [ $i -lt 200 ] && running "$MPID"; do sleep 0.05; i=$((i + 1)); done
 if running "$MPID"; then echo "run.sh: master $MPID still alive, SIGKILL" >&2; kill -KILL "$MPID"; fi
 setstate "stopped"
 # Nobody else will clean up after a vanished owner.
-if ! kill -0 "$OWNER" 2>/dev/null; then cd / && rm -rf -- "$D" && rm -f -- ${shQuote(portLockPath(port))}; fi
+if ! kill -0 "$OWNER" 2>/dev/null; then cd / && rm -rf -- "$D" && rm -f -- ${shQuote(portLockPath('postfix', port))}; fi
 exit 0
 `;
-}
-
-function execCapture(file: string, args: readonly string[], timeoutMs: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(file, args, { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${file} ${args.join(' ')} failed: ${err.message}\n${stderr}`));
-      else resolve(stdout);
-    });
-  });
-}
-
-function readIfExists(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return '';
-  }
-}
-
-function mountNamespaceOf(pid: number): string | undefined {
-  try {
-    return readlinkSync(`/proc/${pid}/ns/mnt`);
-  } catch {
-    return undefined;
-  }
-}
-
-/** An open fd on the process's mount namespace (keeps the namespace, and its identity, alive). */
-function pinNamespace(pid: number): number | undefined {
-  try {
-    return openSync(`/proc/${pid}/ns/mnt`, 'r');
-  } catch {
-    return undefined;
-  }
-}
-
-function unpin(fd: number | undefined): void {
-  if (fd !== undefined) closeSync(fd);
-}
-
-/** PIDs of all processes in the given mount namespace: exactly this instance's processes. */
-function pidsInMountNamespace(ns: string): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const pid = Number(entry);
-    if (pid === process.pid) continue;
-    if (mountNamespaceOf(pid) === ns) pids.push(pid);
-  }
-  return pids;
-}
-
-/** True if the process exists and is not a zombie (an exited daemon waits for PID 1 to reap it). */
-function alive(pid: number): boolean {
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return false;
-  }
-  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-  return state !== 'Z' && state !== 'X';
 }
 
 /** Starts a private Postfix instance. Call stop() when done (also in afterAll). */
 export async function startPostfix(opts: PostfixOptions = {}): Promise<PostfixInstance> {
   if (!postfixAvailable()) {
-    throw new Error(`Postfix is not installed (need ${POSTFIX}, ${POSTQUEUE}, ${UNSHARE}); ${INSTALL_HINT}`);
+    throw new Error(`Postfix is not installed (need ${POSTFIX}, ${POSTQUEUE}, ${unshareBinary()}); ${INSTALL_HINT}`);
   }
   if (process.getuid?.() !== 0) throw new Error('the Postfix test harness must run as root (private queue, namespaces)');
   const postfixUser = lookupUser('postfix');
@@ -428,12 +310,12 @@ export async function startPostfix(opts: PostfixOptions = {}): Promise<PostfixIn
 
   let lastError: Error | undefined;
   for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await reservePort(ipv6);
+    const port = await reservePort('postfix', { ipv6 });
     let instance: PostfixInstance;
     try {
       instance = await startOnce(port, ipv6, hasV6, postfixUser, maxLifetimeSec, startTimeoutMs, opts.mainCf ?? {});
     } catch (e) {
-      rmSync(portLockPath(port), { force: true });
+      releasePort('postfix', port);
       throw e;
     }
     // Someone else may have bound the port between our probe and Postfix's bind (SO_REUSEPORT lets both listen).
@@ -491,27 +373,7 @@ async function startOnce(
   const runSh = join(base, 'run.sh');
   writeFileSync(runSh, runScript(l, port, process.pid, maxLifetimeSec), { mode: 0o755 });
 
-  const logFd = openSync(join(base, 'run.log'), 'a');
-  let child: ChildProcess;
-  try {
-    child = spawn(UNSHARE, ['--mount', '--uts', '/bin/sh', runSh], {
-      stdio: ['ignore', logFd, logFd],
-      cwd: base,
-      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C', TZ: process.env['TZ'] ?? 'UTC' },
-    });
-  } finally {
-    closeSync(logFd);
-  }
-  // Do not keep the test process alive for the instance; run.sh stops it when we are gone.
-  child.unref();
-  let exited = false;
-  child.once('exit', () => {
-    exited = true;
-  });
-  child.once('error', () => {
-    exited = true;
-  });
-  const runPid = child.pid;
+  const child = spawnInPrivateNamespace(runSh, base, join(base, 'run.log'));
 
   const diagnostics = (): string =>
     `\n--- run.log ---\n${readIfExists(join(base, 'run.log'))}\n--- maillog ---\n${readIfExists(l.maillog)}`;
@@ -525,19 +387,20 @@ async function startOnce(
       masterPid = Number(state.slice(6));
       break;
     }
-    if (state.startsWith('failed') || (exited && state === '') || Date.now() > deadline) {
-      const why = state.startsWith('failed') ? state : exited ? 'run.sh exited early' : `not ready after ${startTimeoutMs} ms`;
+    if (state.startsWith('failed') || (child.exited() && state === '') || Date.now() > deadline) {
+      const why = state.startsWith('failed') ? state : child.exited() ? 'run.sh exited early' : `not ready after ${startTimeoutMs} ms`;
       const diag = diagnostics();
-      await teardown(runPid, undefined, undefined, base, undefined, () => exited);
+      await teardownNamespaceInstance({ base, child, daemonPid: undefined, pin: undefined, lockFile: undefined });
       throw new Error(`private Postfix did not start (${why})${diag}`);
     }
     await sleep(20);
   }
-  const mountNs = mountNamespaceOf(masterPid);
   // Pin the namespace: while this fd is open its inode cannot be reused by a
-  // new namespace, so the teardown below (which kills by namespace identity)
-  // can never hit another instance's processes, e.g. in a parallel jest worker.
-  const nsPin = pinNamespace(masterPid);
+  // new namespace, so the teardown (which kills by namespace identity) can
+  // never hit another instance's processes, e.g. in a parallel jest worker.
+  // Taken from run.sh (our unreaped child, so certainly still ours), which
+  // shares its namespace with the master.
+  const pin = pinChildNamespace(child);
 
   const command = (cmd: string, args: readonly string[]): Promise<string> =>
     execCapture(cmd.includes('/') ? cmd : join(COMMAND_DIR, cmd), ['-c', l.conf, ...args], 30_000);
@@ -615,52 +478,9 @@ async function startOnce(
     },
     command,
     stop(): Promise<void> {
-      stopped ??= teardown(runPid, masterPid, mountNs, base, port, () => exited).finally(() => unpin(nsPin));
+      stopped ??= teardownNamespaceInstance({ base, child, daemonPid: masterPid, pin, lockFile: portLockPath('postfix', port) });
       return stopped;
     },
   };
   return instance;
-}
-
-async function teardown(
-  runPid: number | undefined,
-  masterPid: number | undefined,
-  mountNsArg: string | undefined,
-  base: string,
-  lockedPort: number | undefined,
-  hasExited: () => boolean,
-): Promise<void> {
-  let mountNs = mountNsArg;
-  // The namespace is known from run.sh itself too (e.g. when start timed out before "ready").
-  // Before "ready" nothing pins the namespace, so only run.sh itself (by PID) is
-  // killed then; killing by namespace identity needs the pin taken at "ready".
-  if (mountNs === mountNamespaceOf(process.pid)) mountNs = undefined; // unshare has not switched yet
-  // Ask run.sh to stop Postfix (inside its namespace) and wait, bounded.
-  try {
-    writeFileSync(join(base, 'stop'), '');
-  } catch {
-    // base already gone
-  }
-  const end = Date.now() + 15_000;
-  while (Date.now() < end) {
-    const runGone = runPid === undefined || hasExited() || !alive(runPid);
-    const masterGone = masterPid === undefined || !alive(masterPid);
-    if (runGone && masterGone) break;
-    await sleep(25);
-  }
-  // Leftovers, by PID: run.sh itself, the master, and anything else in the instance's mount namespace.
-  const leftovers = new Set<number>();
-  if (runPid !== undefined && !hasExited() && alive(runPid)) leftovers.add(runPid);
-  if (masterPid !== undefined && alive(masterPid)) leftovers.add(masterPid);
-  if (mountNs !== undefined) for (const pid of pidsInMountNamespace(mountNs)) leftovers.add(pid);
-  for (const pid of leftovers) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-  if (leftovers.size > 0) await sleep(100);
-  rmSync(base, { recursive: true, force: true });
-  if (lockedPort !== undefined) rmSync(portLockPath(lockedPort), { force: true });
 }

@@ -36,24 +36,25 @@
 // (nsenter into run.sh), never as a bare binary.
 //
 // Must run as root (namespaces, bind mounts, sendmail's queue).
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import {
-  closeSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  readlinkSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
-import { createServer } from 'node:net';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ipv6LoopbackAvailable } from './postfix.js';
+import {
+  alive,
+  execCapture,
+  ipv6LoopbackAvailable,
+  pinChildNamespace,
+  portLockPath,
+  readIfExists,
+  releasePort,
+  reservePort,
+  shQuote,
+  sleep,
+  spawnInPrivateNamespace,
+  teardownNamespaceInstance,
+  unshareBinary,
+  type NamespaceChild,
+} from './process-tools.js';
 
 export { ipv6LoopbackAvailable };
 
@@ -132,7 +133,6 @@ export const SENDMAIL_BIN = join(ROOT, 'usr/libexec/sendmail/sendmail');
 const CF_DIR = join(ROOT, 'usr/share/sendmail/cf');
 const M4 = '/usr/bin/m4';
 const PERL = '/usr/bin/perl';
-const UNSHARE = '/usr/bin/unshare';
 const NSENTER = '/usr/bin/nsenter';
 const HOSTNAME = 'sendmail.test.invalid';
 const DEFAULT_MILTER_TIMEOUTS = 'C:10s;S:20s;R:20s;E:1m';
@@ -141,106 +141,9 @@ const INSTALL_HINT = 'run `bash scripts/install-test-deps.sh` (as root) to downl
 
 /** True if the extracted sendmail, its cf files, m4, perl, unshare and nsenter are present. */
 export function sendmailAvailable(): boolean {
-  return [join(SENDMAIL_DIR, '.complete'), SENDMAIL_BIN, join(CF_DIR, 'm4/cf.m4'), M4, PERL, UNSHARE, NSENTER].every((p) =>
+  return [join(SENDMAIL_DIR, '.complete'), SENDMAIL_BIN, join(CF_DIR, 'm4/cf.m4'), M4, PERL, unshareBinary(), NSENTER].every((p) =>
     existsSync(p),
   );
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function readIfExists(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return '';
-  }
-}
-
-/** True if the process exists and is not a zombie. */
-function alive(pid: number): boolean {
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return false;
-  }
-  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-  return state !== 'Z' && state !== 'X';
-}
-
-function mountNamespaceOf(pid: number): string | undefined {
-  try {
-    return readlinkSync(`/proc/${pid}/ns/mnt`);
-  } catch {
-    return undefined;
-  }
-}
-
-/** PIDs of all processes in the given mount namespace: exactly this instance's processes. */
-function pidsInMountNamespace(ns: string): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const pid = Number(entry);
-    if (pid === process.pid) continue;
-    if (mountNamespaceOf(pid) === ns) pids.push(pid);
-  }
-  return pids;
-}
-
-function tryListen(host: string, port: number): Promise<number | undefined> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.once('error', () => resolve(undefined));
-    srv.listen({ host, port, exclusive: true }, () => {
-      const addr = srv.address();
-      const got = typeof addr === 'object' && addr !== null ? addr.port : undefined;
-      srv.close(() => resolve(got));
-    });
-  });
-}
-
-function portLockPath(port: number): string {
-  return join(tmpdir(), `levee-sendmail-port-${port}.lock`);
-}
-
-/** Lock files of the other harnesses that hand out loopback ports (support/postfix.ts). */
-function foreignPortLocks(port: number): string[] {
-  return [join(tmpdir(), `levee-postfix-port-${port}.lock`)];
-}
-
-function lockHeldByLiveProcess(path: string): boolean {
-  const holder = Number(readIfExists(path).trim());
-  return Number.isInteger(holder) && holder > 0 && alive(holder);
-}
-
-/** Takes the cross-process lock for a port (O_EXCL file holding our PID); steals it only from a dead PID. */
-function lockPort(port: number): boolean {
-  if (foreignPortLocks(port).some(lockHeldByLiveProcess)) return false;
-  const path = portLockPath(port);
-  for (let i = 0; i < 2; i++) {
-    try {
-      writeFileSync(path, `${process.pid}\n`, { flag: 'wx' });
-      return true;
-    } catch {
-      if (lockHeldByLiveProcess(path)) return false;
-      rmSync(path, { force: true }); // stale
-    }
-  }
-  return false;
-}
-
-/** A loopback port that is free now (on 127.0.0.1, and on ::1 when ipv6) and locked for this process. */
-async function reservePort(ipv6: boolean): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const port = await tryListen('127.0.0.1', 0);
-    if (port === undefined) continue;
-    if (ipv6 && (await tryListen('::1', port)) === undefined) continue;
-    if (lockPort(port)) return port;
-  }
-  throw new Error('could not find a free loopback port');
 }
 
 /** Socket inodes of LISTEN sockets on the given local address (hex, as in /proc/net/tcp{,6}) and port. */
@@ -417,10 +320,6 @@ while (time < $end && kill(0, $parent)) {
 }
 `;
 
-function shQuote(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
-}
-
 function runScript(l: Layout, port: number, ownerPid: number, maxLifetimeSec: number): string {
   return `#!/bin/sh
 # Runs inside: unshare --mount --uts /bin/sh run.sh   (written by test/support/sendmail.ts)
@@ -484,28 +383,10 @@ setstate "stopped"
 # Nobody else will clean up after a vanished owner.
 if ! kill -0 "$OWNER" 2>/dev/null; then
   cd / && umount -l /dev 2>/dev/null; umount -l "$D/dev" 2>/dev/null
-  rm -rf -- "$D" && rm -f -- ${shQuote(portLockPath(port))}
+  rm -rf -- "$D" && rm -f -- ${shQuote(portLockPath('sendmail', port))}
 fi
 exit 0
 `;
-}
-
-function execCapture(file: string, args: readonly string[], timeoutMs: number, input?: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = execFile(
-      file,
-      args,
-      { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 64 * 1024 * 1024, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C' } },
-      (err, stdout, stderr) => {
-        if (err) reject(new Error(`${file} ${args.join(' ')} failed: ${err.message}\n${stderr}`));
-        else resolve(stdout);
-      },
-    );
-    // A command that does not read its stdin (-bp) may exit before we write: ignore EPIPE.
-    child.stdin?.on('error', () => undefined);
-    if (input !== undefined) child.stdin?.end(input);
-    else child.stdin?.end();
-  });
 }
 
 /** Parses `sendmail -bp` output into queue entries (the reason is a QUARANTINE: line or a "(...)" deferral line). */
@@ -531,7 +412,7 @@ export function parseMailq(out: string, quarantined: boolean): SendmailQueueEntr
 /** Starts a private sendmail instance. Call stop() when done (also in afterAll). */
 export async function startSendmail(opts: SendmailOptions = {}): Promise<SendmailInstance> {
   if (!sendmailAvailable()) {
-    throw new Error(`sendmail is not available (need ${SENDMAIL_BIN}, ${CF_DIR}, ${M4}, ${PERL}, ${UNSHARE}, ${NSENTER}); ${INSTALL_HINT}`);
+    throw new Error(`sendmail is not available (need ${SENDMAIL_BIN}, ${CF_DIR}, ${M4}, ${PERL}, ${unshareBinary()}, ${NSENTER}); ${INSTALL_HINT}`);
   }
   if (process.getuid?.() !== 0) throw new Error('the sendmail test harness must run as root (namespaces, private /dev, queue)');
   if (opts.milter !== undefined) checkMilterSocket(opts.milter.socket);
@@ -543,11 +424,11 @@ export async function startSendmail(opts: SendmailOptions = {}): Promise<Sendmai
 
   let lastError: Error | undefined;
   for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await reservePort(ipv6);
+    const port = await reservePort('sendmail', { ipv6 });
     try {
       return await startOnce(port, ipv6, ownerPid, maxLifetimeSec, startTimeoutMs, opts);
     } catch (e) {
-      rmSync(portLockPath(port), { force: true });
+      releasePort('sendmail', port);
       if (!(e instanceof PortInUseError)) throw e;
       lastError = e;
     }
@@ -579,8 +460,7 @@ async function startOnce(
   };
   const diagnostics = (): string =>
     `\n--- run.log ---\n${readIfExists(l.runLog)}\n--- maillog ---\n${readIfExists(l.maillog)}`;
-  let runPid: number | undefined;
-  let exited = false;
+  let child: NamespaceChild | undefined;
   try {
     mkdirSync(l.queue, { mode: 0o700 });
     mkdirSync(l.etc, { mode: 0o755 });
@@ -604,28 +484,10 @@ async function startOnce(
     const runSh = join(base, 'run.sh');
     writeFileSync(runSh, runScript(l, port, ownerPid, maxLifetimeSec), { mode: 0o755 });
 
-    const logFd = openSync(l.runLog, 'a');
-    let child: ChildProcess;
-    try {
-      child = spawn(UNSHARE, ['--mount', '--uts', '/bin/sh', runSh], {
-        stdio: ['ignore', logFd, logFd],
-        cwd: base,
-        env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C', TZ: process.env['TZ'] ?? 'UTC' },
-      });
-    } finally {
-      closeSync(logFd);
-    }
-    // Do not keep the test process alive for the instance; run.sh stops it when we are gone.
-    child.unref();
-    child.once('exit', () => {
-      exited = true;
-    });
-    child.once('error', () => {
-      exited = true;
-    });
-    runPid = child.pid;
+    // Does not keep the test process alive for the instance; run.sh stops it when we are gone.
+    child = spawnInPrivateNamespace(runSh, base, l.runLog);
   } catch (e) {
-    await teardown(runPid, undefined, undefined, base, undefined, () => exited);
+    await teardownNamespaceInstance({ base, child, daemonPid: undefined, pin: undefined, lockFile: undefined });
     throw e;
   }
 
@@ -638,32 +500,36 @@ async function startOnce(
     if (smPid !== undefined && daemonListening(smPid, port, ipv6)) break;
     const bindFailed = /cannot bind: Address already in use/.test(readIfExists(l.maillog));
     const dead = smPid !== undefined && !alive(smPid);
-    if (state.startsWith('failed') || bindFailed || dead || (exited && smPid === undefined) || Date.now() > deadline) {
+    if (state.startsWith('failed') || bindFailed || dead || (child.exited() && smPid === undefined) || Date.now() > deadline) {
       const why = state.startsWith('failed')
         ? state
         : bindFailed
           ? `port ${port} already in use`
           : dead
             ? `sendmail ${smPid} exited`
-            : exited
+            : child.exited()
               ? 'run.sh exited early'
               : `not listening after ${startTimeoutMs} ms`;
       const diag = diagnostics();
-      await teardown(runPid, smPid, undefined, base, undefined, () => exited);
+      await teardownNamespaceInstance({ base, child, daemonPid: smPid, pin: undefined, lockFile: undefined });
       if (bindFailed) throw new PortInUseError(`private sendmail: ${why}`);
       throw new Error(`private sendmail did not start (${why})${diag}`);
     }
     await sleep(20);
   }
-  const mountNs = runPid !== undefined ? mountNamespaceOf(runPid) : undefined;
-  const nsPid = runPid;
+  // Pin the namespace: while this fd is open its inode cannot be reused by a
+  // new namespace, so the teardown (which kills by namespace identity) can
+  // never hit another instance's processes (or swaks), e.g. in a parallel jest
+  // worker. Taken from run.sh, our unreaped child.
+  const pin = pinChildNamespace(child);
+  const nsChild = child;
 
   const command = (args: readonly string[], input?: string): Promise<string> => {
-    if (nsPid === undefined || exited || !alive(nsPid)) {
+    if (nsChild.pid === undefined || nsChild.exited() || !alive(nsChild.pid)) {
       return Promise.reject(new Error('the private sendmail instance is not running'));
     }
     // Inside the instance's namespace: the bare binary would stall 60 s and ask DNS.
-    return execCapture(NSENTER, ['-t', String(nsPid), '-m', '-u', '--', SENDMAIL_BIN, '-C', l.cf, ...args], 30_000, input);
+    return execCapture(NSENTER, ['-t', String(nsChild.pid), '-m', '-u', '--', SENDMAIL_BIN, '-C', l.cf, ...args], 30_000, input);
   };
 
   const queueIds = async (): Promise<SendmailQueueEntry[]> => [
@@ -746,51 +612,9 @@ async function startOnce(
       await command([`-qI${id}`]);
     },
     stop(): Promise<void> {
-      stopped ??= teardown(runPid, smPid, mountNs, base, port, () => exited);
+      stopped ??= teardownNamespaceInstance({ base, child: nsChild, daemonPid: smPid, pin, lockFile: portLockPath('sendmail', port) });
       return stopped;
     },
   };
   return instance;
-}
-
-async function teardown(
-  runPid: number | undefined,
-  smPid: number | undefined,
-  mountNsArg: string | undefined,
-  base: string,
-  lockedPort: number | undefined,
-  hasExited: () => boolean,
-): Promise<void> {
-  let mountNs = mountNsArg;
-  mountNs ??= runPid !== undefined && !hasExited() ? mountNamespaceOf(runPid) : undefined;
-  if (mountNs === mountNamespaceOf(process.pid)) mountNs = undefined; // unshare has not switched yet
-  // Ask run.sh to stop sendmail (inside its namespace) and wait, bounded.
-  try {
-    writeFileSync(join(base, 'stop'), '');
-  } catch {
-    // base already gone
-  }
-  const end = Date.now() + 15_000;
-  while (Date.now() < end) {
-    const runGone = runPid === undefined || hasExited() || !alive(runPid);
-    const smGone = smPid === undefined || !alive(smPid);
-    if (runGone && smGone) break;
-    await sleep(20);
-  }
-  // Leftovers, by PID: run.sh, the daemon, and anything else in the instance's mount namespace.
-  const leftovers = new Set<number>();
-  if (runPid !== undefined && !hasExited() && alive(runPid)) leftovers.add(runPid);
-  if (smPid !== undefined && alive(smPid)) leftovers.add(smPid);
-  if (mountNs !== undefined) for (const pid of pidsInMountNamespace(mountNs)) leftovers.add(pid);
-  for (const pid of leftovers) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-  if (leftovers.size > 0) await sleep(100);
-  // The private /dev is a tmpfs inside the (now empty) namespace: here base/dev is a plain empty dir.
-  rmSync(base, { recursive: true, force: true });
-  if (lockedPort !== undefined) rmSync(portLockPath(lockedPort), { force: true });
 }
