@@ -5,7 +5,16 @@
  */
 
 import { readFile } from 'node:fs/promises';
-import { compileRules, DEFAULT_CONFIG_YAML, formatConfigIssue, loadConfig, type LeveeConfig, type Ruleset } from '@levee/rules';
+import {
+  compileRules,
+  DEFAULT_CONFIG_YAML,
+  formatConfigIssue,
+  loadConfig,
+  parseRecipientDirectory,
+  type LeveeConfig,
+  type RecipientDirectory,
+  type Ruleset,
+} from '@levee/rules';
 
 export const EMBEDDED_DEFAULTS = '<embedded defaults>';
 
@@ -17,6 +26,8 @@ export type LoadedConfig =
       readonly ruleset: Ruleset;
       /** `file:line:col: path: warning: ...` lines: valid, but probably wrong. */
       readonly warnings: readonly string[];
+      /** From recipients.file, when configured. */
+      readonly directory: RecipientDirectory | undefined;
     }
   | { readonly ok: false; readonly source: string; readonly errors: readonly string[] };
 
@@ -24,17 +35,39 @@ export type LoadedConfig =
 export function loadConfigText(text: string, source: string): LoadedConfig {
   const loaded = loadConfig(text, source);
   if (!loaded.ok) return { ok: false, source, errors: loaded.issues.map(formatConfigIssue) };
-  return { ok: true, source, config: loaded.config, ruleset: compileRules(loaded.config), warnings: loaded.warnings.map(formatConfigIssue) };
+  return {
+    ok: true,
+    source,
+    config: loaded.config,
+    ruleset: compileRules(loaded.config),
+    warnings: loaded.warnings.map(formatConfigIssue),
+    directory: undefined,
+  };
+}
+
+/** withDirectory - read the recipients file a loaded config names; its errors fail the whole load. */
+export async function withDirectory(loaded: LoadedConfig): Promise<LoadedConfig> {
+  if (!loaded.ok || loaded.config.recipients.file === undefined) return loaded;
+  const file = loaded.config.recipients.file;
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    return { ok: false, source: loaded.source, errors: [`${file}: cannot read (recipients.file): ${(error as Error).message}`] };
+  }
+  const parsed = parseRecipientDirectory(text);
+  if (!parsed.ok) return { ok: false, source: loaded.source, errors: parsed.issues.map((i) => `${file}:${i.line}:1: ${i.message}`) };
+  return { ...loaded, directory: parsed.directory };
 }
 
 /** readConfigFile - the file at `path`, or the embedded defaults when `path` is undefined. */
 export async function readConfigFile(path: string | undefined): Promise<LoadedConfig> {
-  if (path === undefined) return loadConfigText(DEFAULT_CONFIG_YAML, EMBEDDED_DEFAULTS);
+  if (path === undefined) return withDirectory(loadConfigText(DEFAULT_CONFIG_YAML, EMBEDDED_DEFAULTS));
   let text: string;
   try {
     text = await readFile(path, 'utf8');
   } catch (error) {
     return { ok: false, source: path, errors: [`${path}: cannot read: ${(error as Error).message}`] };
   }
-  return loadConfigText(text, path);
+  return withDirectory(loadConfigText(text, path));
 }

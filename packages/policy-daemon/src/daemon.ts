@@ -12,7 +12,7 @@
  * them needs a restart (a reload logs a warning).
  */
 
-import type { CounterStore, LeveeConfig, Ruleset } from '@levee/rules';
+import type { CounterStore, LeveeConfig, RecipientDirectory, Ruleset } from '@levee/rules';
 import { startCounterBackend, type CounterBackend } from './counter-backend.js';
 import type { Logger } from './logger.js';
 import { createMemoryStore, type MemoryStore } from './memory-store.js';
@@ -28,6 +28,8 @@ export interface DaemonOptions {
   readonly source: string;
   readonly log: Logger;
   readonly now?: () => number;
+  /** The recipient directory read from recipients.file, if any. */
+  readonly directory?: RecipientDirectory | undefined;
 }
 
 export interface Daemon {
@@ -42,8 +44,8 @@ export interface Daemon {
   /** The local counters (all of them for backend memory; the fallback for redis). */
   readonly localStore: MemoryStore;
   readonly counters: CounterBackend;
-  /** Swap in a new config (already validated). */
-  reload(config: LeveeConfig, ruleset: Ruleset, source: string): void;
+  /** Swap in a new config (already validated) and its recipient directory, together. */
+  reload(config: LeveeConfig, ruleset: Ruleset, source: string, directory?: RecipientDirectory): void;
   /** Stop accepting, let in-flight requests finish, close idle connections; bounded by `graceMs`. */
   close(graceMs?: number): Promise<void>;
 }
@@ -51,26 +53,27 @@ export interface Daemon {
 interface Live {
   readonly config: LeveeConfig;
   readonly ruleset: Ruleset;
+  readonly directory: RecipientDirectory | undefined;
 }
 
 /** startDaemon - open every listener the config names; rejects if any cannot be opened. */
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const { log } = options;
   const now = options.now ?? Date.now;
-  let live: Live = { config: options.config, ruleset: options.ruleset };
+  let live: Live = { config: options.config, ruleset: options.ruleset, directory: options.directory };
   const localStore = createMemoryStore({ maxKeys: options.config.counters.maxKeys });
   const metrics = createMetrics({ counterKeys: () => localStore.size, counterEvictions: () => localStore.evictions });
   const counters = await startCounterBackend({ settings: options.config.counters, log, metrics, now, local: localStore });
   const store = counters.store;
   const policy = createPolicyService({
-    decider: { ruleset: () => live.ruleset, store, now },
+    decider: { ruleset: () => live.ruleset, store, now, directory: () => live.directory },
     metrics,
     log,
     settings: () => live.config.policy,
   });
 
   const milter = createMilterService({
-    decider: { ruleset: () => live.ruleset, store, now },
+    decider: { ruleset: () => live.ruleset, store, now, directory: () => live.directory },
     metrics,
     log,
     settings: () => live.config.policy,
@@ -117,14 +120,14 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     store,
     localStore,
     counters,
-    reload(config, ruleset, source) {
+    reload(config, ruleset, source, directory) {
       if (JSON.stringify(config.listen) !== JSON.stringify(live.config.listen) || JSON.stringify(config.metrics) !== JSON.stringify(live.config.metrics)) {
         log.warn('listen or metrics addresses changed: they take effect at the next restart');
       }
       if (JSON.stringify(config.counters) !== JSON.stringify(live.config.counters)) {
         log.warn('counters settings changed: they take effect at the next restart');
       }
-      live = { config, ruleset };
+      live = { config, ruleset, directory };
       metrics.configReloads.labels('ok').inc();
       log.info({ config: source, rules: config.rules.length }, 'configuration reloaded');
     },

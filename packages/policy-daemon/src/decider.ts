@@ -7,13 +7,32 @@
  * promise; a remote store makes the answer a promise.
  */
 
-import { decideWithStore, type CounterStore, type Decision, type FailAction, type Facts, type Ruleset, type Verdict } from '@levee/rules';
+import {
+  classifyRecipient,
+  decideWithStore,
+  type CounterStore,
+  type Decision,
+  type FailAction,
+  type Facts,
+  type RecipientDirectory,
+  type Ruleset,
+  type Verdict,
+} from '@levee/rules';
 
 export interface DeciderDeps {
   /** The current rules; read per request so a reload swaps them atomically. */
   readonly ruleset: () => Ruleset;
   readonly store: CounterStore;
   readonly now: () => number;
+  /** The recipient directory, read per request like the ruleset. */
+  readonly directory?: () => RecipientDirectory | undefined;
+}
+
+/** The facts with what the recipient directory says of the recipient, when there is both. */
+function classified(facts: Facts, deps: DeciderDeps): Facts {
+  const directory = deps.directory?.();
+  if (directory === undefined || facts.recipient === undefined) return facts;
+  return { ...facts, recipientStatus: classifyRecipient(directory, facts.recipient) };
 }
 
 export type DecisionOutcome = { readonly ok: true; readonly decision: Decision } | { readonly ok: false; readonly error: unknown };
@@ -21,7 +40,7 @@ export type DecisionOutcome = { readonly ok: true; readonly decision: Decision }
 /** decideFacts - a Decision for `facts`, or the error that prevented one. */
 export function decideFacts(facts: Facts, deps: DeciderDeps): DecisionOutcome | Promise<DecisionOutcome> {
   try {
-    const decision = decideWithStore(facts, deps.ruleset(), deps.store, deps.now());
+    const decision = decideWithStore(classified(facts, deps), deps.ruleset(), deps.store, deps.now());
     if (!(decision instanceof Promise)) return { ok: true, decision };
     return decision.then(
       (resolved) => ({ ok: true, decision: resolved }),

@@ -189,7 +189,7 @@ async function runDaemon(configPath: string | undefined, logLevel: LogLevel | un
 
   let daemon;
   try {
-    daemon = await startDaemon({ config: loaded.config, ruleset: loaded.ruleset, source: loaded.source, log });
+    daemon = await startDaemon({ config: loaded.config, ruleset: loaded.ruleset, source: loaded.source, log, directory: loaded.directory });
   } catch (error) {
     log.fatal({ err: (error as Error).message }, 'cannot start');
     process.exit(EX_CONFIG);
@@ -208,7 +208,7 @@ async function runDaemon(configPath: string | undefined, logLevel: LogLevel | un
         return;
       }
       for (const warning of next.warnings) log.warn({ config: next.source }, warning);
-      running.reload(next.config, next.ruleset, next.source);
+      running.reload(next.config, next.ruleset, next.source, next.directory);
     });
   });
   let stopping = false;

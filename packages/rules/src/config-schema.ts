@@ -19,6 +19,7 @@ import { STAGES, type Protocol, type Stage } from './facts.js';
 import { ACTIONS, type Action, type HeaderToAdd } from './verdict.js';
 import { cidrHasHostBits, formatCidr, parseCidr, parseIp } from './ip.js';
 import { checkPattern, type PatternField } from './string-pattern.js';
+import type { RecipientStatus } from './recipient-directory.js';
 import { parseKeyTemplate } from './key-template.js';
 import { formatDuration, parseDuration } from './duration.js';
 import { completeReply, replyClassForAction, validateReply, validateReplyText } from './reply.js';
@@ -73,6 +74,8 @@ export interface Conditions {
   readonly attachmentName?: readonly string[] | undefined;
   /** Holds when any attachment's MIME type matches. */
   readonly attachmentType?: readonly string[] | undefined;
+  /** Holds when the recipient directory classifies the recipient as one of these. */
+  readonly recipientStatus?: readonly RecipientStatus[] | undefined;
 }
 
 export interface LimitConfig {
@@ -82,6 +85,12 @@ export interface LimitConfig {
   readonly windowMs: number;
   readonly buckets: number;
   readonly count: CountMode;
+  /**
+   * Only requests meeting these conditions add to the counter; every other
+   * request the rule applies to reads it (adds 0) and is refused too once it
+   * is over max: "after 10 unknown recipients, refuse all of this client's mail".
+   */
+  readonly countIf?: Conditions | undefined;
 }
 
 export interface RuleConfig {
@@ -129,6 +138,8 @@ export interface LeveeConfig {
   readonly counters: CounterSettings;
   readonly log: { readonly level: LogLevel };
   readonly policy: { readonly failAction: FailAction; readonly idleTimeoutMs: number };
+  /** The recipient directory (recipient-directory.ts); the daemon reads the file. */
+  readonly recipients: { readonly file: string | undefined };
   readonly rules: readonly RuleConfig[];
 }
 
@@ -285,6 +296,7 @@ const conditions = z
       .optional(),
     attachment_name: stringList(patternItem('filename')).optional(),
     attachment_type: stringList(patternItem('text')).optional(),
+    recipient_status: stringList(z.enum(['known', 'unknown', 'foreign'], { error: 'expected known, unknown or foreign' })).optional(),
   })
   .transform(
     (c): Conditions => compact({
@@ -305,6 +317,7 @@ const conditions = z
       header: c.header,
       attachmentName: c.attachment_name,
       attachmentType: c.attachment_type,
+      recipientStatus: c.recipient_status,
     }),
   );
 
@@ -326,13 +339,14 @@ const limit = z
     window: duration,
     buckets: z.int({ error: 'expected a whole number' }).min(1, 'at least 1 bucket').max(MAX_BUCKETS, `at most ${MAX_BUCKETS} buckets`).default(DEFAULT_BUCKETS),
     count: z.enum(['requests', 'recipients', 'bytes']).default('requests'),
+    count_if: conditions.optional(),
   })
   .superRefine((l, ctx) => {
     if (l.window < l.buckets) {
       ctx.addIssue({ code: 'custom', message: `window ${formatDuration(l.window)} is shorter than ${l.buckets} buckets of 1ms`, path: ['window'] });
     }
   })
-  .transform((l): LimitConfig => ({ key: l.key, max: l.max, windowMs: l.window, buckets: l.buckets, count: l.count }));
+  .transform((l): LimitConfig => compact({ key: l.key, max: l.max, windowMs: l.window, buckets: l.buckets, count: l.count, countIf: l.count_if }));
 
 const stage = z.enum(STAGES as readonly Stage[] as [Stage, ...Stage[]]);
 
@@ -547,6 +561,13 @@ export const configSchema = z
         idle_timeout: duration.prefault(DEFAULT_IDLE_TIMEOUT),
       }),
     ),
+    recipients: section(
+      z
+        .strictObject({
+          file: z.string({ error: 'expected an absolute path' }).regex(/^\/[^\0]*$/, 'recipients file must be an absolute path').optional(),
+        })
+        .transform((r) => ({ file: r.file })),
+    ),
     // `rules:` with every rule commented out is an empty list, not an error.
     rules: z.preprocess((v) => v ?? [], z.array(rule, { error: 'expected a list of rules' })),
   })
@@ -568,6 +589,7 @@ export const configSchema = z
       counters: compact({ backend: c.counters.backend, maxKeys: c.counters.max_keys, redis: c.counters.redis, snapshot: c.counters.snapshot }),
       log: { level: c.log.level },
       policy: { failAction: c.policy.fail_action, idleTimeoutMs: c.policy.idle_timeout },
+      recipients: { file: c.recipients.file },
       rules: c.rules,
     }),
   );

@@ -115,7 +115,10 @@ export function planCounters(facts: Facts, ruleset: Ruleset): CounterPlan {
         continue;
       }
       steps.push(hits.length);
-      hits.push({ key, amount: countAmount(limit.count, facts), window: limit.window });
+      // count_if: requests outside it still meet the limit, but only read the counter.
+      let counts = true;
+      for (const c of limit.countIf) if (!c.check(view)) counts = false;
+      hits.push({ key, amount: counts ? countAmount(limit.count, facts) : 0, window: limit.window });
       hitRules.push(rule);
       continue;
     }

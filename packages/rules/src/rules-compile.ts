@@ -84,6 +84,8 @@ export interface CompiledLimit {
   readonly count: CountMode;
   /** While the shared store fails: decide on the local count (fail_open) or tempfail (fail_closed). */
   readonly onStoreError: StoreErrorAction;
+  /** limit.count_if: only requests meeting all of these add to the counter (the others read it). */
+  readonly countIf: readonly CompiledCondition[];
 }
 
 export interface CompiledRule {
@@ -126,7 +128,7 @@ function inRange(value: number | undefined, r: NumberRange): boolean {
 }
 
 /** Condition checks in evaluation order (cheapest first), recording what the view must hold. */
-function compileConditions(c: Conditions, prefix: 'match' | 'unless', rule: string, index: number, needs: ViewNeeds): CompiledCondition[] {
+function compileConditions(c: Conditions, prefix: 'match' | 'unless' | 'limit.count_if', rule: string, index: number, needs: ViewNeeds): CompiledCondition[] {
   const out: CompiledCondition[] = [];
   const add = (key: string, check: ConditionCheck): void => {
     const name = `${prefix}.${key}`;
@@ -163,6 +165,10 @@ function compileConditions(c: Conditions, prefix: 'match' | 'unless', rule: stri
   if (c.clientConcurrency !== undefined) {
     const r = c.clientConcurrency;
     add('client_concurrency', (v) => inRange(v.facts.clientConcurrency, r));
+  }
+  if (c.recipientStatus !== undefined) {
+    const wanted = new Set<string>(c.recipientStatus);
+    add('recipient_status', (v) => v.facts.recipientStatus !== undefined && wanted.has(v.facts.recipientStatus));
   }
   if (c.totalConcurrency !== undefined) {
     const r = c.totalConcurrency;
@@ -261,6 +267,7 @@ function compileRule(r: RuleConfig, index: number, needs: ViewNeeds): CompiledRu
       window: Object.freeze({ windowMs: r.limit.windowMs, buckets: r.limit.buckets }),
       count: r.limit.count,
       onStoreError: r.onStoreError ?? 'fail_open',
+      countIf: r.limit.countIf === undefined ? [] : compileConditions(r.limit.countIf, 'limit.count_if', r.name, index, needs),
     };
   }
   const base = { rule: r.name, index };

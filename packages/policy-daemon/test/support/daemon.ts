@@ -5,7 +5,7 @@
 
 import { connect } from 'node:net';
 import { createPolicyClient, type PolicyClient } from '@levee/milter-proto';
-import type { LeveeConfig } from '@levee/rules';
+import { parseRecipientDirectory, type LeveeConfig, type RecipientDirectory } from '@levee/rules';
 import { loadConfigText } from '../../src/config-file.js';
 import { startDaemon, type Daemon } from '../../src/daemon.js';
 import { createLogger } from '../../src/logger.js';
@@ -29,6 +29,8 @@ export interface TestDaemonOptions {
   readonly metrics?: boolean;
   /** Also listen for milter connections on 127.0.0.1 port 0. */
   readonly milter?: boolean;
+  /** A recipient directory, as the text of a recipients.file. */
+  readonly recipients?: string;
   readonly mutate?: (config: LeveeConfig) => LeveeConfig;
 }
 
@@ -74,7 +76,13 @@ export async function startTestDaemon(yaml: string, options: TestDaemonOptions =
       await handle.daemon.close(1000);
     },
   };
-  const daemon = await startDaemon({ config, ruleset: loaded.ruleset, source: 'test.yaml', log, now: () => handle.clock });
+  let directory: RecipientDirectory | undefined;
+  if (options.recipients !== undefined) {
+    const parsed = parseRecipientDirectory(options.recipients);
+    if (!parsed.ok) throw new Error(`test recipients invalid: ${JSON.stringify(parsed.issues)}`);
+    directory = parsed.directory;
+  }
+  const daemon = await startDaemon({ config, ruleset: loaded.ruleset, source: 'test.yaml', log, now: () => handle.clock, directory });
   // A unix-socket listener has no port; such tests connect by path.
   Object.assign(handle, {
     daemon,
