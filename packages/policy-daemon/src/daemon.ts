@@ -18,6 +18,8 @@ import type { Logger } from './logger.js';
 import { createMemoryStore, type MemoryStore } from './memory-store.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { startMetricsServer, type MetricsServer } from './metrics-server.js';
+import type { DeciderDeps } from './decider.js';
+import { createLoadMonitor, type LoadMonitor, type LoadSources } from './load-monitor.js';
 import { createMilterService } from './milter-service.js';
 import { createPolicyService } from './policy-service.js';
 import { listenOn, type Listener } from './socket-listener.js';
@@ -30,6 +32,8 @@ export interface DaemonOptions {
   readonly now?: () => number;
   /** The recipient directory read from recipients.file, if any. */
   readonly directory?: RecipientDirectory | undefined;
+  /** Load readings for outbreak tiers (tests inject them; default: this machine). */
+  readonly loadSources?: LoadSources;
 }
 
 export interface Daemon {
@@ -44,6 +48,7 @@ export interface Daemon {
   /** The local counters (all of them for backend memory; the fallback for redis). */
   readonly localStore: MemoryStore;
   readonly counters: CounterBackend;
+  readonly load: LoadMonitor;
   /** Swap in a new config (already validated) and its recipient directory, together. */
   reload(config: LeveeConfig, ruleset: Ruleset, source: string, directory?: RecipientDirectory): void;
   /** Stop accepting, let in-flight requests finish, close idle connections; bounded by `graceMs`. */
@@ -65,15 +70,40 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const metrics = createMetrics({ counterKeys: () => localStore.size, counterEvictions: () => localStore.evictions });
   const counters = await startCounterBackend({ settings: options.config.counters, log, metrics, now, local: localStore });
   const store = counters.store;
+  const load = createLoadMonitor({
+    settings: () => ({
+      thresholds: live.config.load.thresholds,
+      policy: { calmRatio: live.config.load.calmRatio, holdMs: live.config.load.holdMs },
+      queueFilesystem: live.config.load.queueFilesystem,
+      queueDirectories: live.config.load.queueDirectories,
+    }),
+    intervalMs: options.config.load.sampleIntervalMs,
+    log,
+    registry: metrics.registry,
+    now,
+    ...(options.loadSources === undefined ? {} : { sources: options.loadSources }),
+  });
+  load.start();
+  const decider: DeciderDeps = {
+    ruleset: () => live.ruleset,
+    store,
+    now,
+    directory: () => live.directory,
+    tier: () => load.tier,
+    loadDelayMs: () => live.config.load.delayMs,
+    observe: (facts) => {
+      if (facts.protocol === 'policy') load.noteRequest(facts.stress === true);
+    },
+  };
   const policy = createPolicyService({
-    decider: { ruleset: () => live.ruleset, store, now, directory: () => live.directory },
+    decider,
     metrics,
     log,
     settings: () => live.config.policy,
   });
 
   const milter = createMilterService({
-    decider: { ruleset: () => live.ruleset, store, now, directory: () => live.directory },
+    decider,
     metrics,
     log,
     settings: () => live.config.policy,
@@ -103,6 +133,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       log.info({ listen: `${metricsListen.host}:${metricsServer.port}` }, 'metrics listening');
     }
   } catch (error) {
+    load.stop();
     await Promise.all(opened.map((l) => l.close()));
     await metricsServer?.close();
     await counters.close();
@@ -114,6 +145,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   return {
     policyListeners,
     milterListeners,
+    load,
     milterConcurrency: (address) => milter.concurrency(address),
     metricsServer,
     metrics,
@@ -140,6 +172,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       const deadline = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
       await Promise.race([closing, deadline]);
       for (const socket of [...policy.connections, ...milter.connections]) socket.destroy();
+      load.stop();
       // After the last decision: the final snapshot then holds every count.
       await counters.close();
       await metricsServer?.close();

@@ -16,6 +16,8 @@ import {
   type Facts,
   type RecipientDirectory,
   type Ruleset,
+  type Stage,
+  type Tier,
   type Verdict,
 } from '@levee/rules';
 
@@ -26,6 +28,34 @@ export interface DeciderDeps {
   readonly now: () => number;
   /** The recipient directory, read per request like the ruleset. */
   readonly directory?: () => RecipientDirectory | undefined;
+  /** The outbreak tier now, and the answer delay of tier delay and above. */
+  readonly tier?: () => Tier;
+  readonly loadDelayMs?: () => number;
+  /** Sees every request's facts before deciding (the load monitor counts stress=yes). */
+  readonly observe?: (facts: Facts) => void;
+}
+
+/** In tier refuse, new mail is turned away at these stages; messages under way finish. */
+const REFUSE_STAGES: ReadonlySet<Stage> = new Set<Stage>(['connect', 'helo', 'mail', 'rcpt']);
+/** In tier delay and above, answers at these stages are slowed down. */
+const DELAY_STAGES: ReadonlySet<Stage> = new Set<Stage>(['connect', 'mail', 'rcpt']);
+
+/** The built-in answer of tier refuse: 421 (disconnect) at connect, 451 later; 4.3.2 "system not accepting messages". */
+function refuseDecision(stage: Stage): Decision {
+  const verdict: Verdict = {
+    action: 'tempfail',
+    code: stage === 'connect' ? 421 : 451,
+    enhancedCode: '4.3.2',
+    text: 'System overloaded, try again later',
+    rule: 'load-tier',
+  };
+  return { verdict, trail: [{ rule: 'load-tier', index: -1, outcome: 'decided', detail: 'load tier refuse: new mail is turned away', action: 'tempfail' }] };
+}
+
+/** Tier delay and above: at least the configured delay before answering. */
+function slowed(decision: Decision, delayMs: number): Decision {
+  if (delayMs <= 0 || (decision.verdict.delayMs ?? 0) >= delayMs) return decision;
+  return { ...decision, verdict: { ...decision.verdict, delayMs } };
 }
 
 /** The facts with what the recipient directory says of the recipient, when there is both. */
@@ -40,10 +70,15 @@ export type DecisionOutcome = { readonly ok: true; readonly decision: Decision }
 /** decideFacts - a Decision for `facts`, or the error that prevented one. */
 export function decideFacts(facts: Facts, deps: DeciderDeps): DecisionOutcome | Promise<DecisionOutcome> {
   try {
-    const decision = decideWithStore(classified(facts, deps), deps.ruleset(), deps.store, deps.now());
-    if (!(decision instanceof Promise)) return { ok: true, decision };
+    deps.observe?.(facts);
+    const tier = deps.tier?.() ?? 'normal';
+    if (tier === 'refuse' && REFUSE_STAGES.has(facts.stage)) return { ok: true, decision: refuseDecision(facts.stage) };
+    const input = classified(tier === 'normal' ? facts : { ...facts, tier }, deps);
+    const delayMs = tier !== 'normal' && DELAY_STAGES.has(facts.stage) ? (deps.loadDelayMs?.() ?? 0) : 0;
+    const decision = decideWithStore(input, deps.ruleset(), deps.store, deps.now());
+    if (!(decision instanceof Promise)) return { ok: true, decision: slowed(decision, delayMs) };
     return decision.then(
-      (resolved) => ({ ok: true, decision: resolved }),
+      (resolved) => ({ ok: true, decision: slowed(resolved, delayMs) }),
       (error: unknown) => ({ ok: false, error }),
     );
   } catch (error) {

@@ -25,17 +25,24 @@ export interface LoadSources {
   eventLoopLagMs(): number;
   freeBytes(path: string): Promise<number | undefined>;
   countFiles(directories: readonly string[], max: number): Promise<number | undefined>;
+  /** Release what sampling holds (the event-loop delay histogram). */
+  close?(): void;
 }
 
-export interface LoadMonitorOptions {
+/** What one sample uses; read at every sample, so a reload takes effect at the next one. */
+export interface LoadMonitorSettings {
   readonly thresholds: TierThresholds;
   readonly policy: TierPolicy;
-  readonly intervalMs: number;
   /** Filesystem whose free space is watched (e.g. /var/spool/postfix). */
-  readonly queueFilesystem?: string;
+  readonly queueFilesystem?: string | undefined;
   /** Directories whose files are counted (e.g. .../incoming, .../active, .../deferred). */
   readonly queueDirectories?: readonly string[];
   readonly maxQueueFiles?: number;
+}
+
+export interface LoadMonitorOptions {
+  readonly settings: () => LoadMonitorSettings;
+  readonly intervalMs: number;
   readonly log: Logger;
   readonly registry: Registry;
   readonly now: () => number;
@@ -65,6 +72,9 @@ export function defaultLoadSources(): LoadSources {
       const p99 = lag.percentile(99) / 1e6;
       lag.reset();
       return p99;
+    },
+    close() {
+      lag.disable();
     },
     async freeBytes(path) {
       try {
@@ -116,11 +126,12 @@ export function createLoadMonitor(options: LoadMonitorOptions): LoadMonitor {
     const share = requests === 0 ? undefined : stressed / requests;
     requests = 0;
     stressed = 0;
-    const free = options.queueFilesystem === undefined ? undefined : await sources.freeBytes(options.queueFilesystem);
+    const settings = options.settings();
+    const free = settings.queueFilesystem === undefined ? undefined : await sources.freeBytes(settings.queueFilesystem);
     const depth =
-      options.queueDirectories === undefined || options.queueDirectories.length === 0
+      settings.queueDirectories === undefined || settings.queueDirectories.length === 0
         ? undefined
-        : await sources.countFiles(options.queueDirectories, options.maxQueueFiles ?? 100_000);
+        : await sources.countFiles(settings.queueDirectories, settings.maxQueueFiles ?? 100_000);
     readings = {
       loadPerCpu: sources.loadPerCpu(),
       eventLoopLagMs: sources.eventLoopLagMs(),
@@ -128,7 +139,7 @@ export function createLoadMonitor(options: LoadMonitorOptions): LoadMonitor {
       ...(depth === undefined ? {} : { queueDepth: depth }),
       ...(share === undefined ? {} : { stressShare: share }),
     };
-    const next = stepTier(state, readings, options.thresholds, options.policy, options.now());
+    const next = stepTier(state, readings, settings.thresholds, settings.policy, options.now());
     if (next.tier !== state.tier) {
       const raised = TIERS.indexOf(next.tier) > TIERS.indexOf(state.tier);
       options.log.warn(
@@ -173,6 +184,7 @@ export function createLoadMonitor(options: LoadMonitorOptions): LoadMonitor {
     stop() {
       if (timer !== undefined) clearInterval(timer);
       timer = undefined;
+      sources.close?.();
     },
   };
 }

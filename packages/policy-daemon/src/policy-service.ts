@@ -63,7 +63,7 @@ export function createPolicyService(options: PolicyServiceOptions): PolicyServic
       connectionGauge.dec();
     });
 
-    const answer = (facts: Facts, started: number, outcome: DecisionOutcome): Buffer => {
+    const answer = (facts: Facts, started: number, outcome: DecisionOutcome): Buffer | Promise<Buffer> => {
       let verdict: Verdict;
       if (outcome.ok) {
         verdict = outcome.decision.verdict;
@@ -75,7 +75,10 @@ export function createPolicyService(options: PolicyServiceOptions): PolicyServic
       const reply = encodeVerdict(verdict, facts.stage);
       const seconds = (performance.now() - started) / 1000;
       recordDecision(metrics, connLog, 'policy', facts, verdict, seconds);
-      return reply;
+      // Tarpit: hold the answer back; the connection's next request waits behind it.
+      const delayMs = verdict.delayMs ?? 0;
+      if (delayMs <= 0) return reply;
+      return new Promise<Buffer>((resolve) => setTimeout(() => resolve(reply), delayMs));
     };
 
     const connection = servePolicyConnection(

@@ -21,11 +21,13 @@ describe('load monitor', () => {
     const values = { load: 0.5, free: 10e9, files: 10 };
     let now = 0;
     const monitor = createLoadMonitor({
-      thresholds: { loadPerCpu: { delay: 2, refuse: 8 }, queueFreeBytes: { shed: 1e9 }, queueDepth: { refuse: 1000 } },
-      policy: { calmRatio: 0.8, holdMs: 10_000 },
+      settings: () => ({
+        thresholds: { loadPerCpu: { delay: 2, refuse: 8 }, queueFreeBytes: { shed: 1e9 }, queueDepth: { refuse: 1000 } },
+        policy: { calmRatio: 0.8, holdMs: 10_000 },
+        queueFilesystem: '/queue',
+        queueDirectories: ['/queue/deferred'],
+      }),
       intervalMs: 1000,
-      queueFilesystem: '/queue',
-      queueDirectories: ['/queue/deferred'],
       log: createLogger('info', { write: (l: string) => void logs.push(JSON.parse(l) as Record<string, unknown>) }),
       registry,
       now: () => now,
@@ -49,8 +51,7 @@ describe('load monitor', () => {
   test('the share of stress=yes requests is a signal', async () => {
     let now = 0;
     const monitor = createLoadMonitor({
-      thresholds: { stressShare: { delay: 0.5 } },
-      policy: { calmRatio: 0.8, holdMs: 1 },
+      settings: () => ({ thresholds: { stressShare: { delay: 0.5 } }, policy: { calmRatio: 0.8, holdMs: 1 } }),
       intervalMs: 1000,
       log: createLogger('silent'),
       registry: new Registry(),

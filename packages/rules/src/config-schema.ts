@@ -20,6 +20,7 @@ import { ACTIONS, type Action, type HeaderToAdd } from './verdict.js';
 import { cidrHasHostBits, formatCidr, parseCidr, parseIp } from './ip.js';
 import { checkPattern, type PatternField } from './string-pattern.js';
 import type { RecipientStatus } from './recipient-directory.js';
+import type { Tier, TierThresholds } from './load-tier.js';
 import { parseKeyTemplate } from './key-template.js';
 import { formatDuration, parseDuration } from './duration.js';
 import { completeReply, replyClassForAction, validateReply, validateReplyText } from './reply.js';
@@ -76,6 +77,8 @@ export interface Conditions {
   readonly attachmentType?: readonly string[] | undefined;
   /** Holds when the recipient directory classifies the recipient as one of these. */
   readonly recipientStatus?: readonly RecipientStatus[] | undefined;
+  /** Holds in these load tiers (outbreak mode): rules that only run under load. */
+  readonly tier?: readonly Tier[] | undefined;
 }
 
 export interface LimitConfig {
@@ -109,6 +112,8 @@ export interface RuleConfig {
   readonly addHeaders?: readonly HeaderToAdd[] | undefined;
   /** Limit rules only; absent means fail_open. */
   readonly onStoreError?: StoreErrorAction | undefined;
+  /** Tarpit: wait this long before answering when the rule decides. */
+  readonly delayMs?: number | undefined;
 }
 
 export interface RedisSettings {
@@ -132,6 +137,22 @@ export interface CounterSettings {
   readonly snapshot?: { readonly file: string; readonly intervalMs: number } | undefined;
 }
 
+/** Outbreak mode: what is sampled, and the thresholds of each tier (load-tier.ts). */
+export interface LoadSettings {
+  readonly sampleIntervalMs: number;
+  readonly holdMs: number;
+  readonly calmRatio: number;
+  /** Answer delay in tier delay and above (connect, mail, rcpt). */
+  readonly delayMs: number;
+  readonly queueFilesystem: string | undefined;
+  readonly queueDirectories: readonly string[];
+  /** Empty: tiers are off (the tier stays normal). */
+  readonly thresholds: TierThresholds;
+}
+
+/** The longest tarpit delay: Postfix's policy timeout we recommend is 10s, sendmail's milter read timeout 10-20s. */
+export const MAX_RULE_DELAY_MS = 5000;
+
 export interface LeveeConfig {
   readonly listen: { readonly policy: readonly ListenAddress[]; readonly milter: readonly ListenAddress[] };
   readonly metrics: { readonly listen: HostPort | false };
@@ -140,6 +161,7 @@ export interface LeveeConfig {
   readonly policy: { readonly failAction: FailAction; readonly idleTimeoutMs: number };
   /** The recipient directory (recipient-directory.ts); the daemon reads the file. */
   readonly recipients: { readonly file: string | undefined };
+  readonly load: LoadSettings;
   readonly rules: readonly RuleConfig[];
 }
 
@@ -297,6 +319,7 @@ const conditions = z
     attachment_name: stringList(patternItem('filename')).optional(),
     attachment_type: stringList(patternItem('text')).optional(),
     recipient_status: stringList(z.enum(['known', 'unknown', 'foreign'], { error: 'expected known, unknown or foreign' })).optional(),
+    tier: stringList(z.enum(['normal', 'delay', 'shed', 'refuse'], { error: 'expected normal, delay, shed or refuse' })).optional(),
   })
   .transform(
     (c): Conditions => compact({
@@ -318,6 +341,7 @@ const conditions = z
       attachmentName: c.attachment_name,
       attachmentType: c.attachment_type,
       recipientStatus: c.recipient_status,
+      tier: c.tier,
     }),
   );
 
@@ -367,6 +391,11 @@ const rule = z
     text: z.string({ error: 'expected a string' }).optional(),
     add_header: stringList(headerLine).optional(),
     on_store_error: z.enum(['fail_open', 'fail_closed']).optional(),
+    delay: duration
+      .superRefine((ms, ctx) => {
+        if (ms > MAX_RULE_DELAY_MS) ctx.addIssue({ code: 'custom', message: `at most ${formatDuration(MAX_RULE_DELAY_MS)}: MTAs give up waiting for an answer` });
+      })
+      .optional(),
   })
   .superRefine((r, ctx) => {
     let bad = false;
@@ -427,6 +456,7 @@ const rule = z
       enhancedCode: r.enhanced_code,
       text: r.text,
       addHeaders: r.add_header,
+      delayMs: r.delay,
       onStoreError: r.on_store_error,
     }),
   );
@@ -531,6 +561,65 @@ const snapshotSection = z
   })
   .transform((s) => ({ file: s.file, intervalMs: s.interval }));
 
+/** Sizes: a number of bytes or "500MB", "2GB", "10k". */
+const byteSize = z.unknown().transform((v, ctx) => {
+  if (typeof v === 'number' && Number.isFinite(v) && v >= 0) return v;
+  const m = typeof v === 'string' ? /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(v.trim()) : null;
+  if (m === null) {
+    ctx.addIssue({ code: 'custom', message: `invalid size ${JSON.stringify(v)}: write e.g. 500MB, 2GB or a number of bytes` });
+    return z.NEVER;
+  }
+  const unit = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[(m[2] ?? '').toLowerCase()] ?? 1;
+  return Math.round(Number(m[1]) * unit);
+});
+
+const tierLevels = <T extends z.ZodType>(value: T) =>
+  z.strictObject({ delay: value.optional(), shed: value.optional(), refuse: value.optional() }).transform((t) => compact({ ...t }));
+
+const loadSection = z
+  .strictObject({
+    sample_interval: boundedDuration(100, 600_000).prefault('5s'),
+    hold: boundedDuration(0, 86_400_000).prefault('60s'),
+    calm_ratio: z.number({ error: 'expected a number' }).gt(0).lt(1).default(0.8),
+    delay: boundedDuration(0, MAX_RULE_DELAY_MS).prefault('1s'),
+    queue_filesystem: z.string({ error: 'expected an absolute path' }).regex(/^\/[^\0]*$/, 'must be an absolute path').optional(),
+    queue_directories: z.array(z.string().regex(/^\/[^\0]*$/, 'must be an absolute path')).default([]),
+    thresholds: z
+      .strictObject({
+        load_per_cpu: tierLevels(z.number({ error: 'expected a number' }).positive()).optional(),
+        event_loop_lag: tierLevels(boundedDuration(1, 60_000)).optional(),
+        queue_free: tierLevels(byteSize).optional(),
+        queue_depth: tierLevels(z.int({ error: 'expected a whole number' }).positive()).optional(),
+        stress_share: tierLevels(z.number({ error: 'expected a number between 0 and 1' }).gt(0).max(1)).optional(),
+      })
+      .default({}),
+  })
+  .superRefine((l, ctx) => {
+    if (l.thresholds.queue_free !== undefined && l.queue_filesystem === undefined) {
+      ctx.addIssue({ code: 'custom', message: 'queue_free thresholds need queue_filesystem', path: ['thresholds', 'queue_free'] });
+    }
+    if (l.thresholds.queue_depth !== undefined && l.queue_directories.length === 0) {
+      ctx.addIssue({ code: 'custom', message: 'queue_depth thresholds need queue_directories', path: ['thresholds', 'queue_depth'] });
+    }
+  })
+  .transform(
+    (l): LoadSettings => ({
+      sampleIntervalMs: l.sample_interval,
+      holdMs: l.hold,
+      calmRatio: l.calm_ratio,
+      delayMs: l.delay,
+      queueFilesystem: l.queue_filesystem,
+      queueDirectories: l.queue_directories,
+      thresholds: compact<Record<string, unknown>>({
+        loadPerCpu: l.thresholds.load_per_cpu,
+        eventLoopLagMs: l.thresholds.event_loop_lag,
+        queueFreeBytes: l.thresholds.queue_free,
+        queueDepth: l.thresholds.queue_depth,
+        stressShare: l.thresholds.stress_share,
+      }) as TierThresholds,
+    }),
+  );
+
 export const configSchema = z
   .strictObject({
     listen: section(
@@ -561,6 +650,7 @@ export const configSchema = z
         idle_timeout: duration.prefault(DEFAULT_IDLE_TIMEOUT),
       }),
     ),
+    load: section(loadSection),
     recipients: section(
       z
         .strictObject({
@@ -590,6 +680,7 @@ export const configSchema = z
       log: { level: c.log.level },
       policy: { failAction: c.policy.fail_action, idleTimeoutMs: c.policy.idle_timeout },
       recipients: { file: c.recipients.file },
+      load: c.load,
       rules: c.rules,
     }),
   );

@@ -147,14 +147,19 @@ function limitVerdict(rule: CompiledRule, counter: CounterEvidence): Verdict {
   } else {
     out = { action: v.action, rule: rule.name, counter };
   }
-  return v.addHeaders === undefined ? out : { ...out, addHeaders: v.addHeaders };
+  if (v.addHeaders !== undefined) out = { ...out, addHeaders: v.addHeaders };
+  return v.delayMs === undefined ? out : { ...out, delayMs: v.delayMs };
 }
 
-/** The final verdict: headers from tagging rules first, then the deciding rule's; warnings attached. */
-function finish(v: Verdict, tags: HeaderToAdd[] | undefined, warnings: WouldHaveActed[] | undefined): Verdict {
-  if (tags === undefined && warnings === undefined) return v;
+/**
+ * The final verdict: headers from tagging rules first, then the deciding
+ * rule's; the longest delay of any of them; warnings attached.
+ */
+function finish(v: Verdict, tags: HeaderToAdd[] | undefined, tagDelayMs: number, warnings: WouldHaveActed[] | undefined): Verdict {
+  if (tags === undefined && warnings === undefined && tagDelayMs === 0) return v;
   let out = v;
   if (tags !== undefined) out = { ...out, addHeaders: out.addHeaders === undefined ? tags : [...tags, ...out.addHeaders] };
+  if (tagDelayMs > (out.delayMs ?? 0)) out = { ...out, delayMs: tagDelayMs };
   if (warnings !== undefined) out = { ...out, warnings };
   return out;
 }
@@ -180,6 +185,7 @@ export function decide(_facts: Facts, ruleset: Ruleset, plan: CounterPlan, total
   const trail: RuleTrace[] = [];
   let warnings: WouldHaveActed[] | undefined;
   let tags: HeaderToAdd[] | undefined;
+  let tagDelayMs = 0;
   let verdict: Verdict | undefined;
   let decidedBy = '';
   for (const step of plan.steps) {
@@ -193,7 +199,9 @@ export function decide(_facts: Facts, ruleset: Ruleset, plan: CounterPlan, total
         const w = ruleset.rules[step.index]?.warning;
         if (w !== undefined) (warnings ??= []).push(w);
       } else if (step.outcome === 'tagged') {
-        for (const h of ruleset.rules[step.index]?.verdict.addHeaders ?? []) (tags ??= []).push(h);
+        const tagging = ruleset.rules[step.index]?.verdict;
+        for (const h of tagging?.addHeaders ?? []) (tags ??= []).push(h);
+        tagDelayMs = Math.max(tagDelayMs, tagging?.delayMs ?? 0);
       }
       continue;
     }
@@ -242,7 +250,7 @@ export function decide(_facts: Facts, ruleset: Ruleset, plan: CounterPlan, total
       decidedBy = rule.name;
     }
   }
-  return { verdict: finish(verdict ?? CONTINUE, tags, warnings), trail };
+  return { verdict: finish(verdict ?? CONTINUE, tags, tagDelayMs, warnings), trail };
 }
 
 /**

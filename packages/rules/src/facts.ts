@@ -47,6 +47,8 @@ export interface Facts {
   readonly clientConcurrency?: number;
   /** Open connections from all clients, this one included (milter). */
   readonly totalConcurrency?: number;
+  /** The outbreak tier at the time of the decision (load-tier.ts). */
+  readonly tier?: 'normal' | 'delay' | 'shed' | 'refuse';
   /** What the recipient directory says of `recipient` (only when one is configured). */
   readonly recipientStatus?: 'known' | 'unknown' | 'foreign';
   /** What the content of the message showed (milter, from end of headers on). */

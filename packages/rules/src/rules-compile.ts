@@ -166,6 +166,10 @@ function compileConditions(c: Conditions, prefix: 'match' | 'unless' | 'limit.co
     const r = c.clientConcurrency;
     add('client_concurrency', (v) => inRange(v.facts.clientConcurrency, r));
   }
+  if (c.tier !== undefined) {
+    const wanted = new Set<string>(c.tier);
+    add('tier', (v) => wanted.has(v.facts.tier ?? 'normal'));
+  }
   if (c.recipientStatus !== undefined) {
     const wanted = new Set<string>(c.recipientStatus);
     add('recipient_status', (v) => v.facts.recipientStatus !== undefined && wanted.has(v.facts.recipientStatus));
@@ -236,7 +240,10 @@ function compileConditions(c: Conditions, prefix: 'match' | 'unless' | 'limit.co
 
 function compileVerdict(r: RuleConfig): Verdict {
   const isLimit = r.limit !== undefined;
-  const headers = r.addHeaders === undefined || r.addHeaders.length === 0 ? {} : { addHeaders: Object.freeze([...r.addHeaders]) };
+  const headers = {
+    ...(r.addHeaders === undefined || r.addHeaders.length === 0 ? {} : { addHeaders: Object.freeze([...r.addHeaders]) }),
+    ...(r.delayMs === undefined || r.delayMs === 0 ? {} : { delayMs: r.delayMs }),
+  };
   const reply = completeReply(r.action, isLimit, r.code, r.enhancedCode, r.text);
   if (reply !== undefined) {
     return Object.freeze({ action: r.action, code: reply.code, enhancedCode: reply.enhancedCode, text: reply.text, rule: r.name, ...headers });
@@ -247,9 +254,9 @@ function compileVerdict(r: RuleConfig): Verdict {
   );
 }
 
-/** A non-limit `continue` rule with headers tags the message and lets evaluation go on. */
+/** A non-limit `continue` rule with headers or a delay tags (or tarpits) the request and lets evaluation go on. */
 export function isTaggingRule(rule: CompiledRule): boolean {
-  return rule.limit === undefined && rule.action === 'continue' && rule.verdict.addHeaders !== undefined;
+  return rule.limit === undefined && rule.action === 'continue' && (rule.verdict.addHeaders !== undefined || rule.verdict.delayMs !== undefined);
 }
 
 function compileRule(r: RuleConfig, index: number, needs: ViewNeeds): CompiledRule {

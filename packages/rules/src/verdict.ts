@@ -34,6 +34,8 @@ export interface Verdict {
   readonly warnings?: readonly WouldHaveActed[];
   /** Headers to add to the message (milter: at end of message; policy: PREPEND). */
   readonly addHeaders?: readonly HeaderToAdd[];
+  /** Tarpit: how long to wait before answering, ms. */
+  readonly delayMs?: number;
 }
 
 export interface HeaderToAdd {

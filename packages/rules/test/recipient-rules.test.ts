@@ -75,3 +75,29 @@ describe('recipient_status and count_if', () => {
     expect(r.ok && r.warnings.map(formatConfigIssue)[0]).toMatch(/rule soft answers tempfail \(4xx\) to a permanent condition \(recipient_status\)/);
   });
 });
+
+describe('load section and rule delay in the config', () => {
+  const issuesOf = (yaml: string): string[] => {
+    const r = loadConfig(yaml, 'l.yaml');
+    return r.ok ? [] : r.issues.map(formatConfigIssue);
+  };
+  test('sizes, durations and thresholds parse; tiers are off without thresholds', () => {
+    const r = loadConfig(
+      'load:\n  queue_filesystem: /var/spool/postfix\n  thresholds:\n    queue_free: { delay: 2GB, shed: 1GB, refuse: 500MB }\n    event_loop_lag: { shed: 200ms }\n',
+      'l.yaml',
+    );
+    expect(r.ok && r.config.load.thresholds).toEqual({
+      queueFreeBytes: { delay: 2 * 1024 ** 3, shed: 1024 ** 3, refuse: 500 * 1024 ** 2 },
+      eventLoopLagMs: { shed: 200 },
+    });
+    const off = loadConfig('rules: []\n', 'l.yaml');
+    expect(off.ok && off.config.load.thresholds).toEqual({});
+  });
+  test('mistakes are errors with positions', () => {
+    expect(issuesOf('load:\n  thresholds:\n    queue_free: { delay: lots }\n')).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^l\.yaml:3:\d+: load\.thresholds\.queue_free\.delay: invalid size "lots"/)]),
+    );
+    expect(issuesOf('load:\n  thresholds:\n    queue_depth: { refuse: 100 }\n')[0]).toMatch(/queue_depth thresholds need queue_directories/);
+    expect(issuesOf('rules:\n  - name: slow\n    action: continue\n    delay: 30s\n')[0]).toMatch(/^l\.yaml:4:\d+: rules\.0\.delay: at most 5s/);
+  });
+});

@@ -8,6 +8,7 @@ import { createPolicyClient, type PolicyClient } from '@levee/milter-proto';
 import { parseRecipientDirectory, type LeveeConfig, type RecipientDirectory } from '@levee/rules';
 import { loadConfigText } from '../../src/config-file.js';
 import { startDaemon, type Daemon } from '../../src/daemon.js';
+import type { LoadSources } from '../../src/load-monitor.js';
 import { createLogger } from '../../src/logger.js';
 
 export interface TestDaemon {
@@ -31,6 +32,8 @@ export interface TestDaemonOptions {
   readonly milter?: boolean;
   /** A recipient directory, as the text of a recipients.file. */
   readonly recipients?: string;
+  /** Load readings for outbreak tiers (default: this machine). */
+  readonly loadSources?: LoadSources;
   readonly mutate?: (config: LeveeConfig) => LeveeConfig;
 }
 
@@ -82,7 +85,15 @@ export async function startTestDaemon(yaml: string, options: TestDaemonOptions =
     if (!parsed.ok) throw new Error(`test recipients invalid: ${JSON.stringify(parsed.issues)}`);
     directory = parsed.directory;
   }
-  const daemon = await startDaemon({ config, ruleset: loaded.ruleset, source: 'test.yaml', log, now: () => handle.clock, directory });
+  const daemon = await startDaemon({
+    config,
+    ruleset: loaded.ruleset,
+    source: 'test.yaml',
+    log,
+    now: () => handle.clock,
+    directory,
+    ...(options.loadSources === undefined ? {} : { loadSources: options.loadSources }),
+  });
   // A unix-socket listener has no port; such tests connect by path.
   Object.assign(handle, {
     daemon,
