@@ -34,6 +34,25 @@ export const DEFAULT_SCANNER_LIMITS: MessageScannerLimits = {
   maxArchiveBytes: 8 * 1024 * 1024,
 };
 
+/** Parts that carry the headers of a returned message (bounces, DSNs). */
+const RETURNED_HEADER_TYPES: ReadonlySet<string> = new Set(['message/rfc822', 'text/rfc822-headers', 'message/rfc822-headers']);
+/** Most bytes of a returned message kept to find its header block. */
+const MAX_RETURNED_BYTES = 64 * 1024;
+/** Most Received lines kept from returned messages. */
+const MAX_RETURNED_RECEIVED = 50;
+
+/** The Received header values of a header block (unfolded, trimmed). */
+function receivedLines(text: string): string[] {
+  const block = text.split(/\r?\n\r?\n/, 1)[0] ?? '';
+  const unfolded = block.replace(/\r?\n[ \t]+/g, ' ');
+  const out: string[] = [];
+  for (const line of unfolded.split(/\r?\n/)) {
+    const m = /^received:\s*(.*)$/i.exec(line);
+    if (m !== null) out.push((m[1] ?? '').trim());
+  }
+  return out;
+}
+
 /** A zip attachment being collected. */
 interface PendingArchive {
   readonly name: string;
@@ -69,6 +88,19 @@ export function createMessageScanner(limits: MessageScannerLimits = DEFAULT_SCAN
   let broken = false;
   let headersEnded = false;
   let archive: PendingArchive | undefined;
+  let returned: { chunks: Buffer[]; bytes: number } | undefined;
+  let returnedReceived: string[] | undefined;
+  let report: string | undefined;
+
+  const closeReturned = (): void => {
+    const r = returned;
+    returned = undefined;
+    if (r === undefined) return;
+    returnedReceived ??= [];
+    for (const line of receivedLines(Buffer.concat(r.chunks).toString('latin1'))) {
+      if (returnedReceived.length < MAX_RETURNED_RECEIVED) returnedReceived.push(line);
+    }
+  };
 
   /** List the names inside the archive collected so far, if it was small enough. */
   const closeArchive = (): void => {
@@ -86,6 +118,11 @@ export function createMessageScanner(limits: MessageScannerLimits = DEFAULT_SCAN
 
   splitter.on('data', (chunk) => {
     if (chunk.type === 'body') {
+      if (returned !== undefined && returned.bytes < MAX_RETURNED_BYTES) {
+        const room = MAX_RETURNED_BYTES - returned.bytes;
+        returned.chunks.push(chunk.value.length > room ? chunk.value.subarray(0, room) : chunk.value);
+        returned.bytes += Math.min(room, chunk.value.length);
+      }
       if (archive !== undefined && !archive.tooLarge) {
         archive.bytes += chunk.value.length;
         if (archive.bytes > limits.maxArchiveBytes) {
@@ -97,8 +134,14 @@ export function createMessageScanner(limits: MessageScannerLimits = DEFAULT_SCAN
     }
     if (chunk.type !== 'node') return;
     closeArchive();
+    closeReturned();
+    if (chunk.root && chunk.contentType === 'multipart/report') {
+      const type = /report-type\s*=\s*"?([A-Za-z0-9._-]+)/i.exec(chunk.headers === false ? '' : chunk.headers.getFirst('content-type'));
+      report = (type?.[1] ?? 'unknown').toLowerCase();
+    }
     if (chunk.multipart !== false) return;
     parts++;
+    if (chunk.contentType !== false && RETURNED_HEADER_TYPES.has(chunk.contentType.toLowerCase())) returned = { chunks: [], bytes: 0 };
     const filename = chunk.filename === false ? undefined : chunk.filename;
     if (filename === undefined && chunk.disposition !== 'attachment') return;
     if (attachments.length >= limits.maxAttachments) return;
@@ -136,7 +179,15 @@ export function createMessageScanner(limits: MessageScannerLimits = DEFAULT_SCAN
       return new Promise<MessageFacts>((resolve) => {
         const done = (): void => {
           closeArchive();
-          resolve({ headers, attachments, parts, bodyBytes });
+          closeReturned();
+          resolve({
+            headers,
+            attachments,
+            parts,
+            bodyBytes,
+            ...(report === undefined ? {} : { report }),
+            ...(returnedReceived === undefined ? {} : { returnedReceived }),
+          });
         };
         if (broken) {
           done();

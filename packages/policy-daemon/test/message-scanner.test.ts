@@ -70,3 +70,59 @@ describe('message scanner', () => {
     expect(facts.parts).toBe(20);
   });
 });
+
+describe('bounces: report type and the returned message', () => {
+  const dsn = (returned: string, asHeadersOnly = false): string =>
+    [
+      'This is a delivery status notification',
+      '--B',
+      'Content-Type: text/plain',
+      '',
+      'Your message could not be delivered.',
+      '--B',
+      'Content-Type: message/delivery-status',
+      '',
+      'Reporting-MTA: dns; mx.other.example',
+      '',
+      'Final-Recipient: rfc822; x@other.example',
+      'Action: failed',
+      '--B',
+      `Content-Type: ${asHeadersOnly ? 'text/rfc822-headers' : 'message/rfc822'}`,
+      '',
+      returned,
+      '--B--',
+      '',
+    ].join('\r\n');
+
+  async function scanDsn(body: string) {
+    const scanner = createMessageScanner();
+    const headers = [{ name: 'Content-Type', value: 'multipart/report; report-type=delivery-status;\n\tboundary="B"' }];
+    for (const h of headers) scanner.header(h.name, h.value);
+    scanner.endOfHeaders();
+    scanner.body(Buffer.from(body));
+    return scanner.finish(headers);
+  }
+
+  test('a DSN returning the whole message: report type and its Received lines, unfolded', async () => {
+    const facts = await scanDsn(
+      dsn(['Received: from mx1.example.org (mx1.example.org [192.0.2.10])', '\tby mx.other.example; Mon, 1 Jan 2024', 'Received: from ws by mx1.example.org', 'From: alice@example.org', '', 'Received: not a header, body text'].join('\r\n')),
+    );
+    expect(facts.report).toBe('delivery-status');
+    expect(facts.returnedReceived).toEqual(['from mx1.example.org (mx1.example.org [192.0.2.10]) by mx.other.example; Mon, 1 Jan 2024', 'from ws by mx1.example.org']);
+  });
+
+  test('a DSN returning only headers (text/rfc822-headers), forged: no Received line of ours', async () => {
+    const facts = await scanDsn(dsn(['Received: from evil.example by mx.other.example', 'From: forged@example.org', ''].join('\r\n'), true));
+    expect(facts.returnedReceived).toEqual(['from evil.example by mx.other.example']);
+  });
+
+  test('an ordinary message returns no headers and is no report', async () => {
+    const scanner = createMessageScanner();
+    scanner.header('Subject', 'hi');
+    scanner.endOfHeaders();
+    scanner.body(Buffer.from('hello\r\n'));
+    const facts = await scanner.finish([{ name: 'Subject', value: 'hi' }]);
+    expect(facts.report).toBeUndefined();
+    expect(facts.returnedReceived).toBeUndefined();
+  });
+});

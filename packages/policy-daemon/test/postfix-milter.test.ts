@@ -111,6 +111,51 @@ describe('real Postfix with Levee as smtpd_milters', () => {
     expect(mta().deliveredMessages().length).toBe(before);
   });
 
+  const bounce = (to: string, returnedReceived: string): string =>
+    [
+      'From: MAILER-DAEMON@mx.other.example',
+      `To: ${to}`,
+      'Subject: Undelivered Mail Returned to Sender',
+      'MIME-Version: 1.0',
+      'Content-Type: multipart/report; report-type=delivery-status; boundary="BB"',
+      '',
+      '--BB',
+      'Content-Type: text/plain',
+      '',
+      'Your message could not be delivered.',
+      '--BB',
+      'Content-Type: message/delivery-status',
+      '',
+      'Reporting-MTA: dns; mx.other.example',
+      '',
+      'Final-Recipient: rfc822; someone@other.example',
+      'Action: failed',
+      'Status: 5.1.1',
+      '--BB',
+      'Content-Type: text/rfc822-headers',
+      '',
+      `Received: ${returnedReceived}`,
+      `From: ${to}`,
+      'Subject: the original',
+      '',
+      '--BB--',
+      '',
+    ].join('\r\n');
+
+  test('backscatter: a bounce whose returned headers never passed our MX is refused; a genuine one is delivered', async () => {
+    const forged = await send('alice@example.org', { from: '<>', data: bounce('alice@example.org', 'from botnet.example (unknown [203.0.113.66]) by mx.other.example') });
+    expect(forged.replies.find((x) => x.code === 550)?.text).toMatch(/^5\.7\.1 Bounce for mail we never sent/);
+    const before = mta().deliveredMessages().length;
+    const genuine = await send('bob@example.org', {
+      from: '<>',
+      data: bounce('bob@example.org', 'from mx1.example.org (mx1.example.org [192.0.2.10]) by mx.other.example'),
+    });
+    expect(genuine.exitCode).toBe(0);
+    const delivered = await mta().waitForDelivery(before + 1, 20_000);
+    expect(delivered.some((m) => m.includes('To: bob@example.org') && m.includes('report-type=delivery-status'))).toBe(true);
+    expect(levee?.logs.some((l) => l['stage'] === 'eom' && l['rule'] === 'backscatter' && l['sender'] === '')).toBe(true);
+  });
+
   test('quarantine: 250, and the message waits in the hold queue', async () => {
     const before = mta().deliveredMessages().length;
     const r = await send('held@example.org', { header: { Subject: 'hold me please' } });

@@ -79,6 +79,12 @@ export interface Conditions {
   readonly recipientStatus?: readonly RecipientStatus[] | undefined;
   /** Holds in these load tiers (outbreak mode): rules that only run under load. */
   readonly tier?: readonly Tier[] | undefined;
+  /** The message is a multipart/report of one of these report-types (delivery-status: a DSN bounce). */
+  readonly report?: readonly string[] | undefined;
+  /** The message does (not) return the headers of another message (a bounce with the original attached). */
+  readonly returnsHeaders?: boolean | undefined;
+  /** Some Received line of the returned message matches: the bounced mail passed through here. */
+  readonly returnedReceived?: readonly string[] | undefined;
 }
 
 export interface LimitConfig {
@@ -320,6 +326,9 @@ const conditions = z
     attachment_type: stringList(patternItem('text')).optional(),
     recipient_status: stringList(z.enum(['known', 'unknown', 'foreign'], { error: 'expected known, unknown or foreign' })).optional(),
     tier: stringList(z.enum(['normal', 'delay', 'shed', 'refuse'], { error: 'expected normal, delay, shed or refuse' })).optional(),
+    report: stringList(patternItem('text')).optional(),
+    returns_headers: z.boolean({ error: 'expected true or false' }).optional(),
+    returned_received: stringList(patternItem('text')).optional(),
   })
   .transform(
     (c): Conditions => compact({
@@ -342,6 +351,9 @@ const conditions = z
       attachmentType: c.attachment_type,
       recipientStatus: c.recipient_status,
       tier: c.tier,
+      report: c.report,
+      returnsHeaders: c.returns_headers,
+      returnedReceived: c.returned_received,
     }),
   );
 

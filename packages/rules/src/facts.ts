@@ -78,6 +78,13 @@ export interface MessageFacts {
   readonly attachments: readonly AttachmentFact[];
   /** MIME leaf parts seen. */
   readonly parts: number;
+  /** report-type of a top-level multipart/report (e.g. "delivery-status" for a DSN bounce). */
+  readonly report?: string;
+  /**
+   * The Received lines of the message a bounce returns (its message/rfc822 or
+   * text/rfc822-headers part); undefined when the message returns no headers.
+   */
+  readonly returnedReceived?: readonly string[];
   /** Body bytes as received. */
   readonly bodyBytes: number;
 }

@@ -228,6 +228,21 @@ function compileConditions(c: Conditions, prefix: 'match' | 'unless' | 'limit.co
       return false;
     });
   }
+  if (c.report !== undefined) {
+    const m = compilePatterns(c.report, 'text');
+    add('report', (v) => v.facts.message?.report !== undefined && m(v.facts.message.report, v.facts.message.report, undefined));
+  }
+  if (c.returnsHeaders !== undefined) {
+    const want = c.returnsHeaders;
+    add('returns_headers', (v) => v.facts.message !== undefined && (v.facts.message.returnedReceived !== undefined) === want);
+  }
+  if (c.returnedReceived !== undefined) {
+    const m = compilePatterns(c.returnedReceived, 'text');
+    add('returned_received', (v) => {
+      for (const line of v.facts.message?.returnedReceived ?? []) if (m(line, line.toLowerCase(), undefined)) return true;
+      return false;
+    });
+  }
   if (c.attachmentType !== undefined) {
     const m = compilePatterns(c.attachmentType, 'text');
     add('attachment_type', (v) => {

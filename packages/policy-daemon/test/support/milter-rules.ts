@@ -24,6 +24,15 @@ rules:
     match: { header: { Subject: ["/^hold me/i"] } }
     action: quarantine
     text: "held for review by levee"
+  - name: backscatter
+    description: a bounce for mail that never passed our MX (its returned headers show no hop of ours)
+    stage: eom
+    match: { null_sender: true, returns_headers: true }
+    unless: { returned_received: ['/\\bmx1\\.example\\.org\\b/i'] }
+    action: reject
+    code: 550
+    enhanced_code: "5.7.1"
+    text: "Bounce for mail we never sent"
   - name: tag
     stage: eom
     action: continue

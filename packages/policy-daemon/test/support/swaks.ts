@@ -41,6 +41,8 @@ export interface SwaksOptions {
   /** Local address to connect from, e.g. 127.0.0.9 (all of 127/8 is on lo). */
   readonly localInterface?: string;
   readonly body?: string;
+  /** The whole message (headers, blank line, body) instead of swaks' own; CRLF line ends. */
+  readonly data?: string;
   readonly header?: Readonly<Record<string, string>>;
   readonly attach?: readonly { readonly name: string; readonly content: Buffer | string }[];
   /** swaks --quit-after: CONNECT, FIRST-HELO, HELO, AUTH, MAIL, RCPT, ... */
@@ -105,6 +107,11 @@ export function swaks(opts: SwaksOptions): Promise<SwaksResult> {
     '--timeout', `${Math.max(1, Math.ceil(timeoutMs / 1000))}s`,
   ];
   if (opts.localInterface !== undefined) args.push('--local-interface', opts.localInterface);
+  if (opts.data !== undefined) {
+    const p = join(dir, 'data');
+    writeFileSync(p, opts.data);
+    args.push('--data', `@${p}`);
+  }
   if (opts.body !== undefined) {
     const p = join(dir, 'body');
     writeFileSync(p, opts.body);
