@@ -1,8 +1,9 @@
 // What deploy/ ships must match the code: every metric the alert rules and the
 // Grafana dashboard query exists on a running daemon's /metrics, and the
 // example and embedded configs pass the loader.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { loadConfigText } from '../src/config-file.js';
 import { startTestDaemon } from './support/daemon.js';
 
 const ROOT = join(__dirname, '..', '..', '..');
@@ -14,6 +15,24 @@ function referencedMetrics(text: string): string[] {
   for (const m of text.matchAll(/\blevee_[a-z0-9_]+/g)) names.add(m[0].replace(/_(bucket|count|sum)$/, ''));
   return [...names].sort();
 }
+
+describe('every YAML example in docs/ loads', () => {
+  const blocks: [string, number, string][] = [];
+  for (const file of readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md'))) {
+    const text = read(`docs/${file}`);
+    for (const m of text.matchAll(/```yaml\n([\s\S]*?)```/g)) {
+      const line = text.slice(0, m.index).split('\n').length;
+      blocks.push([file, line, m[1] ?? '']);
+    }
+  }
+  test('there are examples to check', () => {
+    expect(blocks.length).toBeGreaterThan(5);
+  });
+  test.each(blocks)('%s line %d', (file, line, yaml) => {
+    const loaded = loadConfigText(yaml, `docs/${file}:${line}`);
+    expect(loaded.ok ? [] : loaded.errors).toEqual([]);
+  });
+});
 
 describe('deploy artefacts match the daemon', () => {
   let exposed: Set<string>;
