@@ -196,3 +196,31 @@ describe('milter service', () => {
     expect(metrics).toMatch(/levee_connections\{protocol="milter"\} 1/);
   });
 });
+
+describe('embedded defaults through the milter', () => {
+  test('an anti-virus "virus found" notice is discarded; ordinary mail continues', async () => {
+    const { DEFAULT_CONFIG_YAML } = await import('@levee/rules');
+    const levee = await startTestDaemon(DEFAULT_CONFIG_YAML, { milter: true });
+    const socket = connect({ host: '127.0.0.1', port: levee.milterPort });
+    await new Promise<void>((resolve) => socket.once('connect', resolve));
+    const client = createMilterClient(socket, { timeoutMs: 5000 });
+    try {
+      await client.negotiate();
+      await client.connect({ hostname: '[198.51.100.9]', family: '4', port: 1, address: '198.51.100.9' });
+      const send = async (subject: string): Promise<string> => {
+        await client.mail('<>');
+        await client.rcpt('<innocent@example.org>');
+        await client.header('Subject', subject);
+        await client.eoh();
+        await client.body(Buffer.from('Our gateway found a virus in the message you sent.\r\n'));
+        return (await client.eom()).reply.type;
+      };
+      expect(await send('VIRUS FOUND in message "Your document"')).toBe('DISCARD');
+      expect(await send('Security Alert: W32/Mydoom@MM detected')).toBe('DISCARD');
+      expect(await send('Lunch on Friday?')).toBe('CONTINUE');
+    } finally {
+      client.close();
+      await levee.close();
+    }
+  });
+});

@@ -102,6 +102,18 @@ rules:
     enhanced_code: "4.7.1"
     text: "Too many bounces from your address, try again later"
 
+  # Anti-virus gateways mail "virus found" notices to the forged sender of a
+  # worm, i.e. to people who sent nothing: backscatter. Dropped, never
+  # bounced. Needs the milter (it reads the Subject).
+  - name: av-notifications
+    description: Anti-virus notifications about mail our users never sent
+    stage: eom
+    match:
+      header:
+        Subject: ['/\\b(virus|worm|infect(ed|ion))\\b.*\\b(found|detected|alert|notification)\\b/i', '/^(virus|security) (alert|warning)/i']
+    action: discard
+    text: "anti-virus notification dropped by levee"
+
   # An authenticated account sending to 1000 recipients in an hour has
   # almost always had its password stolen. Tempfail keeps the spam in the
   # sender's queue, not ours, while the postmaster looks.

@@ -119,13 +119,17 @@ describe('valid config', () => {
     expect(c.rules[0]?.limit).toEqual({ key: '{client_address}', max: 1, windowMs: 60_000, buckets: 12, count: 'requests' });
   });
 
-  test('DEFAULT_CONFIG_YAML loads, tempfails only, with complete replies, and exempts loopback', () => {
+  test('DEFAULT_CONFIG_YAML loads: rate limits only tempfail, with complete replies, exempting loopback; AV notices are dropped', () => {
     const c = ok(DEFAULT_CONFIG_YAML);
     expect(c.listen.policy.map((l) => l.text)).toEqual(['inet:127.0.0.1:10031']);
     expect(c.listen.milter.map((l) => l.text)).toEqual(['inet:127.0.0.1:8891']);
     expect(c.metrics.listen).toMatchObject({ host: '127.0.0.1', port: 9469 });
-    expect(c.rules.map((r) => r.name)).toEqual(['client-recipient-rate', 'network-recipient-rate', 'null-sender-rate', 'sasl-user-recipient-rate']);
-    for (const r of c.rules) {
+    expect(c.rules.map((r) => r.name)).toEqual(['client-recipient-rate', 'network-recipient-rate', 'null-sender-rate', 'av-notifications', 'sasl-user-recipient-rate']);
+    // The one non-limit default: anti-virus notices to forged senders are discarded (never bounced, never 4xx).
+    const av = c.rules.find((r) => r.name === 'av-notifications');
+    expect(av).toMatchObject({ action: 'discard', stages: ['eom'], match: { header: { Subject: expect.any(Array) } } });
+    expect(av?.limit).toBeUndefined();
+    for (const r of c.rules.filter((x) => x !== av)) {
       expect(r.action).toBe('tempfail');
       expect(r.code).toBe(450);
       expect(r.enhancedCode).toBe('4.7.1');
