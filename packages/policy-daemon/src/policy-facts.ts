@@ -34,36 +34,34 @@ export function policyRequestToFacts(request: PolicyRequest): PolicyFactsResult 
   const state = request.protocol_state ?? '';
   const stage = STAGE_OF_STATE[state.toUpperCase()];
   if (stage === undefined) return { ok: false, problem: `unknown protocol_state=${JSON.stringify(state)}` };
-  const facts: Facts = {
-    protocol: 'policy',
-    stage,
-    ...present('clientAddress', normaliseAddress(request.client_address)),
-    ...present('clientPort', number(request.client_port)),
-    ...present('clientName', hostname(request.client_name)),
-    ...present('reverseClientName', hostname(request.reverse_client_name)),
-    ...present('serverAddress', normaliseAddress(request.server_address)),
-    ...present('serverPort', number(request.server_port)),
-    ...present('heloName', text(request.helo_name)),
-    ...present('sender', HAS_SENDER.has(stage) ? (request.sender ?? '') : text(request.sender)),
-    ...present('recipient', text(request.recipient)),
-    ...present('recipientCount', number(request.recipient_count)),
-    ...present('queueId', text(request.queue_id)),
-    ...present('instance', text(request.instance)),
-    ...present('size', number(request.size)),
-    ...present('saslMethod', text(request.sasl_method)),
-    ...present('saslUsername', text(request.sasl_username)),
-    ...present('saslSender', text(request.sasl_sender)),
-    ...present('encryptionProtocol', text(request.encryption_protocol)),
-    ...present('encryptionCipher', text(request.encryption_cipher)),
-    ...present('policyContext', text(request.policy_context)),
-    ...(request.stress === 'yes' ? { stress: true } : {}),
-  };
+  // Assigned field by field, in the order of the Facts type: object spreads
+  // of one-field objects here cost more than the rest of the conversion.
+  const facts: Mutable<Facts> = { protocol: 'policy', stage };
+  let v: string | number | undefined;
+  if ((v = normaliseAddress(request.client_address)) !== undefined) facts.clientAddress = v;
+  if ((v = number(request.client_port)) !== undefined) facts.clientPort = v;
+  if ((v = hostname(request.client_name)) !== undefined) facts.clientName = v;
+  if ((v = hostname(request.reverse_client_name)) !== undefined) facts.reverseClientName = v;
+  if ((v = normaliseAddress(request.server_address)) !== undefined) facts.serverAddress = v;
+  if ((v = number(request.server_port)) !== undefined) facts.serverPort = v;
+  if ((v = text(request.helo_name)) !== undefined) facts.heloName = v;
+  if ((v = HAS_SENDER.has(stage) ? (request.sender ?? '') : text(request.sender)) !== undefined) facts.sender = v;
+  if ((v = text(request.recipient)) !== undefined) facts.recipient = v;
+  if ((v = number(request.recipient_count)) !== undefined) facts.recipientCount = v;
+  if ((v = text(request.queue_id)) !== undefined) facts.queueId = v;
+  if ((v = text(request.instance)) !== undefined) facts.instance = v;
+  if ((v = number(request.size)) !== undefined) facts.size = v;
+  if ((v = text(request.sasl_method)) !== undefined) facts.saslMethod = v;
+  if ((v = text(request.sasl_username)) !== undefined) facts.saslUsername = v;
+  if ((v = text(request.sasl_sender)) !== undefined) facts.saslSender = v;
+  if ((v = text(request.encryption_protocol)) !== undefined) facts.encryptionProtocol = v;
+  if ((v = text(request.encryption_cipher)) !== undefined) facts.encryptionCipher = v;
+  if ((v = text(request.policy_context)) !== undefined) facts.policyContext = v;
+  if (request.stress === 'yes') facts.stress = true;
   return { ok: true, facts };
 }
 
-function present<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
-  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
-}
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 function text(value: string | undefined): string | undefined {
   return value === undefined || value === '' ? undefined : value;

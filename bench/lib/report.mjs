@@ -1,0 +1,103 @@
+// Render bench results (the JSON bench/run.mjs writes) as the Markdown
+// section of docs/benchmarks.md.
+
+const f = (v, d = 0) => (Number.isFinite(v) ? v.toFixed(d).replace(/\B(?=(\d{3})+(?!\d))/g, d === 0 ? ',' : '') : 'n/a');
+const ms = (v) => (Number.isFinite(v) ? v.toFixed(3) : 'n/a');
+
+export const TARGETS = {
+  policy: { throughput: 30_000, p99: 1, label: 'policy, 20 rules (3 rate limits), 1M distinct IPs, 8 connections: >= 30k req/s, p99 < 1 ms, no errors' },
+  milter: { throughput: 3_000, p99: 5, label: 'milter, same rules + header/attachment rules, 8 connections: >= 3k msg/s, p99 < 5 ms' },
+  memory: { rssMiB: 300, label: '1M tracked keys: RSS < 300 MB; bounded under a flood of random addresses' },
+};
+
+export function targetVerdicts(results) {
+  const out = [];
+  const policy = results.scenarios.find((s) => s.target === 'policy');
+  if (policy) {
+    const m = policy.median;
+    const ok = m.throughput >= TARGETS.policy.throughput && m.p99 < TARGETS.policy.p99 && policy.totalErrors === 0;
+    out.push({ target: TARGETS.policy.label, figure: `${f(m.throughput)} req/s, p99 ${ms(m.p99)} ms, ${policy.totalErrors} errors`, met: ok });
+  }
+  const milter = results.scenarios.find((s) => s.target === 'milter');
+  if (milter) {
+    const m = milter.median;
+    const ok = m.throughput >= TARGETS.milter.throughput && m.p99 < TARGETS.milter.p99 && milter.totalErrors === 0;
+    out.push({
+      target: TARGETS.milter.label,
+      figure: `${f(m.throughput)} msg/s, p99 ${ms(m.p99)} ms per whole message (per command ${ms(m.commandP99)} ms), ${milter.totalErrors} errors`,
+      met: ok,
+    });
+  }
+  const mem = results.memory.find((x) => x.distinct === 'sequential');
+  const flood = results.memory.find((x) => x.distinct === 'random');
+  if (mem) {
+    const bounded = flood === undefined ? undefined : flood.keys <= flood.maxKeys;
+    const keysOk = mem.keys >= 1_000_000;
+    out.push({
+      target: TARGETS.memory.label,
+      figure: `${f(mem.keys)} keys: RSS ${f(mem.finalRssMiB)} MiB (peak ${f(mem.peakRssMiB)}); flood: ${flood ? `${f(flood.keys)} keys held of max_keys ${f(flood.maxKeys)}, peak RSS ${f(flood.peakRssMiB)} MiB` : 'not run'}`,
+      met: keysOk ? mem.peakRssMiB * 1.048576 < TARGETS.memory.rssMiB && bounded !== false : undefined,
+    });
+  }
+  out.push({ target: 'Redis store: >= half the in-memory throughput with auto-pipelining', figure: 'not measured: the Redis store is being written separately (slot in bench/run.mjs)', met: undefined });
+  return out;
+}
+
+export function renderResults(results, file) {
+  const lines = [];
+  const m = results.machine;
+  lines.push(`Results of \`${file}\` (${results.date}${results.label ? `, ${results.label}` : ''}): ${m.nproc} CPUs (${m.cpuModel}), ${f(m.memTotalMiB)} MiB, Node ${m.node}, Linux ${m.kernel}; median of ${results.settings.runs} run(s) of ${results.settings.duration} s after ${results.settings.warmup} s of warm-up; load generator on the same machine.`);
+  lines.push('');
+  lines.push('#### Targets');
+  lines.push('');
+  lines.push('| target | figure (median) | met |');
+  lines.push('|---|---|---|');
+  for (const t of targetVerdicts(results)) lines.push(`| ${t.target} | ${t.figure} | ${t.met === undefined ? 'not measured' : t.met ? 'yes' : '**no**'} |`);
+  lines.push('');
+  const policy = results.scenarios.filter((s) => s.kind === 'policy');
+  if (policy.length > 0) {
+    lines.push('#### Policy delegation (RCPT-stage requests, 31 attributes, one outstanding per connection)');
+    lines.push('');
+    lines.push('| scenario | conns | distinct IPs | log | req/s | p50 ms | p99 ms | p99.9 ms | errors | daemon CPU µs/req | daemon CPU share | peak RSS MiB |');
+    lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
+    for (const s of policy) {
+      const x = s.median;
+      lines.push(`| ${s.name} | ${s.connections} | ${s.distinct} | ${s.logLevel ?? 'warn'} | ${f(x.throughput)} | ${ms(x.p50)} | ${ms(x.p99)} | ${ms(x.p999)} | ${s.totalErrors} | ${f(x.cpuUsPerUnit, 1)} | ${f(x.daemonCpuShare * 100)}% | ${f(x.peakRssMiB)} |`);
+    }
+    lines.push('');
+  }
+  const milter = results.scenarios.filter((s) => s.kind === 'milter');
+  if (milter.length > 0) {
+    lines.push('#### Milter (full transactions: CONNECT, HELO, MAIL, 5 RCPT, DATA, 10 headers, EOH, 4 KiB body, EOM)');
+    lines.push('');
+    lines.push('| scenario | connections | distinct IPs | log | msg/s | p50 ms | p99 ms | p99.9 ms | command p99 ms | errors | daemon CPU µs/msg | daemon CPU share | peak RSS MiB |');
+    lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+    for (const s of milter) {
+      const x = s.median;
+      lines.push(`| ${s.name} | ${s.mode}, ${s.connections} | ${s.distinct} | ${s.logLevel ?? 'warn'} | ${f(x.throughput)} | ${ms(x.p50)} | ${ms(x.p99)} | ${ms(x.p999)} | ${ms(x.commandP99)} | ${s.totalErrors} | ${f(x.cpuUsPerUnit, 1)} | ${f(x.daemonCpuShare * 100)}% | ${f(x.peakRssMiB)} |`);
+    }
+    lines.push('');
+    lines.push('Message latency runs from sending CONNECT to the end-of-message reply (per-message mode: from the TCP connect, OPTNEG included).');
+    lines.push('');
+  }
+  if (results.memory.length > 0) {
+    lines.push('#### Memory (policy requests through the 3 rate limits, 8 connections)');
+    lines.push('');
+    lines.push('| scenario | requests | max_keys | keys held | idle RSS MiB | final RSS MiB | peak RSS MiB | bytes/key | RSS over the run (MiB) |');
+    lines.push('|---|---|---|---|---|---|---|---|---|');
+    for (const x of results.memory) {
+      const timeline = x.rssTimeline.map((p) => `${f(p.requests / 1000)}k:${p.rssMiB}`).join(' ');
+      lines.push(`| ${x.name} | ${f(x.requests)} | ${f(x.maxKeys)} | ${f(x.keys)} | ${f(x.idleRssMiB)} | ${f(x.finalRssMiB)} | ${f(x.peakRssMiB)} | ${f(x.bytesPerKey)} | ${timeline} |`);
+    }
+    lines.push('');
+  }
+  if (results.micro !== undefined) {
+    lines.push('#### Micro-benchmarks (tinybench, built dist/, one process)');
+    lines.push('');
+    lines.push('| task | ops/s | mean µs | p99 µs | samples |');
+    lines.push('|---|---|---|---|---|');
+    for (const t of results.micro.tasks) lines.push(`| ${t.name} | ${f(t.hz)} | ${f(t.meanUs, 3)} | ${f(t.p99Us, 3)} | ${f(t.samples)} |`);
+    lines.push('');
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,356 @@
+#!/usr/bin/env node
+// Levee benchmark runner (`pnpm bench`). For every scenario and run it starts
+// the daemon as its own process from the built dist/ (fresh counters, fresh
+// RSS high-water mark), drives it with bench/policy-load.mjs or
+// bench/milter-load.mjs in another process over loopback, reads the daemon's
+// CPU time (/proc/PID/stat) and peak RSS (/proc/PID/status VmHWM), stops it,
+// and reports the median of the runs. Then the micro-benchmarks
+// (bench/micro.bench.mjs) and the memory benchmark. Writes
+// bench/results/<date>.json and regenerates the results section of
+// docs/benchmarks.md.
+//
+//   node bench/run.mjs [--quick] [--runs 3] [--duration 10] [--warmup 2]
+//        [--only policy,milter,memory,micro] [--scenario NAME-SUBSTRING]
+//        [--label TEXT] [--no-docs] [--quiet-wait SECONDS]
+//        [--memory-requests N] [--flood-requests N]
+//
+// Before each run it waits (up to --quiet-wait s) until other processes use
+// under 15% of the machine, and records the busy share it saw.
+//
+// Everything is bounded: each load run by --duration, each daemon by a
+// SIGTERM then SIGKILL deadline, the whole runner by the scenario list.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { median, memoryKiB, sleep } from './lib/common.mjs';
+import { renderResults } from './lib/report.mjs';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const CLI = path.join(ROOT, 'packages/policy-daemon/dist/cli.js');
+
+const { values: opt } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    runs: { type: 'string' },
+    duration: { type: 'string' },
+    warmup: { type: 'string' },
+    only: { type: 'string', default: 'policy,milter,memory,micro' },
+    scenario: { type: 'string' },
+    label: { type: 'string', default: '' },
+    'no-docs': { type: 'boolean', default: false },
+    'flood-requests': { type: 'string' },
+    'memory-requests': { type: 'string' },
+    'quiet-wait': { type: 'string', default: '30' },
+  },
+});
+const runs = Number(opt.runs ?? (opt.quick ? 1 : 3));
+const duration = Number(opt.duration ?? (opt.quick ? 3 : 10));
+const warmup = Number(opt.warmup ?? (opt.quick ? 1 : 2));
+const only = new Set(opt.only.split(','));
+const memoryRequests = opt['memory-requests'] ?? (opt.quick ? '100000' : '1000000');
+const floodRequests = opt['flood-requests'] ?? (opt.quick ? '200000' : '1500000');
+
+if (!existsSync(CLI)) {
+  process.stderr.write(`${CLI} is missing: build first (npx --yes pnpm@10.34.9 build)\n`);
+  process.exit(1);
+}
+
+// ---- scenarios -------------------------------------------------------------
+// target: which issue target a scenario is judged against.
+const SCENARIOS = [
+  { name: 'policy-c8-d1', kind: 'policy', connections: 8, distinct: '1' },
+  { name: 'policy-c8-d1k', kind: 'policy', connections: 8, distinct: '1k' },
+  { name: 'policy-c8-d1M', kind: 'policy', connections: 8, distinct: '1M', target: 'policy' },
+  { name: 'policy-c8-d1M-info', kind: 'policy', connections: 8, distinct: '1M', logLevel: 'info' },
+  { name: 'policy-c1-d1M', kind: 'policy', connections: 1, distinct: '1M' },
+  { name: 'policy-c64-d1M', kind: 'policy', connections: 64, distinct: '1M' },
+  { name: 'milter-persistent-c8-d1k', kind: 'milter', mode: 'persistent', connections: 8, distinct: '1k' },
+  { name: 'milter-persistent-c8-d1M', kind: 'milter', mode: 'persistent', connections: 8, distinct: '1M', target: 'milter' },
+  { name: 'milter-persistent-c8-d1M-info', kind: 'milter', mode: 'persistent', connections: 8, distinct: '1M', logLevel: 'info' },
+  { name: 'milter-per-message-c8-d1M', kind: 'milter', mode: 'per-message', connections: 8, distinct: '1M' },
+  // REDIS SLOT: the Redis counter store is being written separately. When the
+  // config accepts `counters: { backend: redis, ... }`, add here e.g.
+  //   { name: 'policy-c8-d1M-redis', kind: 'policy', connections: 8, distinct: '1M', store: 'redis', target: 'redis' }
+  // and teach configText() below to emit the redis counters section; the
+  // report compares it with policy-c8-d1M (target: at least half).
+];
+
+// ---- daemon lifecycle --------------------------------------------------------
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function configText({ policyPort, milterPort, metricsPort, maxKeys, logLevel, milterRules }) {
+  const base = readFileSync(path.join(ROOT, 'bench/config/base.yaml'), 'utf8')
+    .replace('@POLICY_PORT@', String(policyPort))
+    .replace('@MILTER_PORT@', String(milterPort))
+    .replace('@METRICS_PORT@', String(metricsPort))
+    .replace('@MAX_KEYS@', String(maxKeys))
+    .replace('@LOG_LEVEL@', logLevel);
+  const rules = readFileSync(path.join(ROOT, 'bench/config/rules-common.yaml'), 'utf8');
+  const extra = milterRules ? readFileSync(path.join(ROOT, 'bench/config/milter-extra.yaml'), 'utf8') : '';
+  return base + rules + extra;
+}
+
+const tmpDir = path.join(os.tmpdir(), `levee-bench-${process.pid}`);
+
+// Every process this runner starts, so an interrupted run leaves none behind.
+const children = new Set();
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(signal, () => {
+    for (const child of children) child.kill('SIGKILL');
+    process.exit(130);
+  });
+}
+
+/** Share of all CPUs busy over `ms` (from /proc/stat): what else runs on the machine. */
+async function machineBusy(ms = 500) {
+  const read = () => {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1).map(Number);
+    const idle = f[3] + (f[4] ?? 0);
+    return { idle, total: f.reduce((a, b) => a + b, 0) };
+  };
+  const a = read();
+  await sleep(ms);
+  const b = read();
+  return b.total === a.total ? 0 : 1 - (b.idle - a.idle) / (b.total - a.total);
+}
+
+/** Wait (bounded) until the machine is quiet, so other work does not skew a run; the busy share seen. */
+async function waitForQuiet(limit = 0.15, maxWaitMs = Number(opt['quiet-wait']) * 1000) {
+  const until = Date.now() + maxWaitMs;
+  let busy = await machineBusy();
+  while (busy > limit && Date.now() < until) {
+    process.stderr.write(`  (machine ${Math.round(busy * 100)}% busy with other work; waiting)\r`);
+    await sleep(2000);
+    busy = await machineBusy();
+  }
+  return busy;
+}
+mkdirSync(tmpDir, { recursive: true });
+
+function waitForPort(port, deadlineMs) {
+  const until = Date.now() + deadlineMs;
+  return new Promise((resolve, reject) => {
+    const attempt = () => {
+      const s = net.connect({ host: '127.0.0.1', port });
+      s.once('connect', () => {
+        s.destroy();
+        resolve();
+      });
+      s.once('error', () => {
+        s.destroy();
+        if (Date.now() > until) reject(new Error(`daemon did not listen on ${port} within ${deadlineMs} ms`));
+        else setTimeout(attempt, 50);
+      });
+    };
+    attempt();
+  });
+}
+
+/**
+ * Start a daemon; logs (one JSON line per decision at info) go to /dev/null:
+ * the daemon pays for serialising and write(2), not a reader such as journald.
+ */
+async function startDaemon({ maxKeys = 1_000_000, logLevel = 'warn', milterRules = true } = {}) {
+  const ports = { policyPort: await freePort(), milterPort: await freePort(), metricsPort: await freePort() };
+  const file = path.join(tmpDir, `levee-${ports.policyPort}.yaml`);
+  writeFileSync(file, configText({ ...ports, maxKeys, logLevel, milterRules }));
+  const child = spawn(process.execPath, [CLI, 'run', '--config', file, '--log-level', logLevel], { stdio: ['ignore', 'ignore', 'pipe'] });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  try {
+    await Promise.race([waitForPort(ports.policyPort, 10_000), exited.then((e) => Promise.reject(new Error(`daemon exited ${JSON.stringify(e)}: ${stderr}`)))]);
+    await waitForPort(ports.milterPort, 10_000);
+  } catch (error) {
+    child.kill('SIGKILL');
+    throw error;
+  }
+  const idle = memoryKiB(child.pid);
+  return {
+    ...ports,
+    pid: child.pid,
+    idleRssKiB: idle.rssKiB,
+    async metric(name) {
+      const res = await fetch(`http://127.0.0.1:${ports.metricsPort}/metrics`);
+      const text = await res.text();
+      const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text);
+      return m === null ? NaN : Number(m[1]);
+    },
+    async stop() {
+      const mem = memoryKiB(child.pid);
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 8000);
+      const how = await exited;
+      clearTimeout(timer);
+      return { ...mem, exit: how, stderr: stderr.slice(0, 2000) };
+    },
+  };
+}
+
+function runNode(script, args, deadlineMs) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(ROOT, 'bench', script), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.add(child);
+    child.once('exit', () => children.delete(child));
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), deadlineMs);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      if (code !== 0) reject(new Error(`${script} exited ${code}: ${err}`));
+      else {
+        try {
+          resolve(JSON.parse(out.trim().split('\n').pop()));
+        } catch (error) {
+          reject(new Error(`${script}: bad output ${out.slice(0, 500)} ${err}`));
+        }
+      }
+    });
+  });
+}
+
+// ---- one scenario ------------------------------------------------------------
+async function runScenario(s) {
+  const perRun = [];
+  for (let r = 0; r < runs; r++) {
+    const busyBefore = await waitForQuiet();
+    const daemon = await startDaemon({ logLevel: s.logLevel ?? 'warn', milterRules: s.kind === 'milter' });
+    let load;
+    try {
+      const common = ['--connections', String(s.connections), '--duration', String(duration), '--warmup', String(warmup), '--distinct', s.distinct, '--pid', String(daemon.pid)];
+      load =
+        s.kind === 'policy'
+          ? await runNode('policy-load.mjs', ['--port', String(daemon.policyPort), ...common], (duration + warmup + 30) * 1000)
+          : await runNode('milter-load.mjs', ['--port', String(daemon.milterPort), '--mode', s.mode, ...common], (duration + warmup + 30) * 1000);
+    } finally {
+      var stopped = await daemon.stop();
+    }
+    delete load.rssSamples;
+    perRun.push({ ...load, daemonPeakRssKiB: stopped.hwmKiB, daemonExit: stopped.exit, machineBusyBefore: busyBefore });
+    const unit = s.kind === 'policy' ? 'req/s' : 'msg/s';
+    process.stderr.write(
+      `  ${s.name} run ${r + 1}/${runs}: ${load.throughput.toFixed(0)} ${unit}, p50 ${load.latencyMs.p50.toFixed(3)} p99 ${load.latencyMs.p99.toFixed(3)} p99.9 ${load.latencyMs.p999.toFixed(3)} ms, errors ${load.errors}, daemon ${((s.kind === 'policy' ? load.daemonCpuUsPerRequest : load.daemonCpuUsPerMessage) ?? NaN).toFixed(1)} µs CPU each, peak RSS ${(stopped.hwmKiB / 1024).toFixed(0)} MiB\n`,
+    );
+    await sleep(300);
+  }
+  const med = (f) => median(perRun.map(f));
+  return {
+    ...s,
+    runs: perRun.length,
+    median: {
+      throughput: med((x) => x.throughput),
+      p50: med((x) => x.latencyMs.p50),
+      p99: med((x) => x.latencyMs.p99),
+      p999: med((x) => x.latencyMs.p999),
+      ...(s.kind === 'milter' ? { commandP50: med((x) => x.commandLatencyMs.p50), commandP99: med((x) => x.commandLatencyMs.p99), commandP999: med((x) => x.commandLatencyMs.p999) } : {}),
+      errors: med((x) => x.errors),
+      cpuUsPerUnit: med((x) => x.daemonCpuUsPerRequest ?? x.daemonCpuUsPerMessage),
+      daemonCpuShare: med((x) => x.daemonCpuSeconds / x.seconds),
+      peakRssMiB: med((x) => x.daemonPeakRssKiB / 1024),
+    },
+    totalErrors: perRun.reduce((a, x) => a + x.errors, 0),
+    perRun,
+  };
+}
+
+// ---- memory --------------------------------------------------------------------
+async function memoryScenario(name, { maxKeys, distinct, requests }) {
+  await waitForQuiet();
+  const daemon = await startDaemon({ maxKeys, logLevel: 'warn', milterRules: false });
+  let load;
+  try {
+    load = await runNode(
+      'policy-load.mjs',
+      ['--port', String(daemon.policyPort), '--connections', '8', '--warmup', '0', '--duration', '300', '--distinct', distinct, '--max-requests', String(requests), '--pid', String(daemon.pid)],
+      360_000,
+    );
+    var keys = await daemon.metric('levee_counter_keys');
+  } finally {
+    var stopped = await daemon.stop();
+  }
+  const samples = load.rssSamples ?? [];
+  const result = {
+    name,
+    maxKeys,
+    distinct,
+    requests: load.requests,
+    errors: load.errors,
+    seconds: load.seconds,
+    keys,
+    idleRssMiB: daemon.idleRssKiB / 1024,
+    finalRssMiB: stopped.rssKiB / 1024,
+    peakRssMiB: stopped.hwmKiB / 1024,
+    bytesPerKey: keys > 0 ? ((stopped.rssKiB - daemon.idleRssKiB) * 1024) / keys : NaN,
+    // RSS over the run, thinned to at most 12 points: it must level off once max_keys is reached.
+    rssTimeline: samples.filter((_, i) => i % Math.max(1, Math.ceil(samples.length / 12)) === 0).map((x) => ({ t: x.t, requests: x.completed, rssMiB: Math.round(x.rssKiB / 1024) })),
+  };
+  process.stderr.write(`  ${name}: ${result.requests} requests, ${keys} keys, RSS idle ${result.idleRssMiB.toFixed(0)} final ${result.finalRssMiB.toFixed(0)} peak ${result.peakRssMiB.toFixed(0)} MiB, errors ${result.errors}\n`);
+  return result;
+}
+
+// ---- main ------------------------------------------------------------------------
+const started = new Date();
+const machine = {
+  nproc: os.availableParallelism?.() ?? os.cpus().length,
+  cpuModel: (readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m) ?? [])[1] ?? 'unknown',
+  memTotalMiB: Math.round(os.totalmem() / 2 ** 20),
+  node: process.version,
+  kernel: os.release(),
+};
+process.stderr.write(`levee bench: ${machine.nproc} CPUs (${machine.cpuModel}), node ${machine.node}; ${runs} run(s) of ${duration}s (+${warmup}s warm-up) per scenario\n`);
+
+const results = { date: started.toISOString(), label: opt.label, machine, settings: { runs, duration, warmup }, scenarios: [], memory: [], micro: undefined };
+const selected = SCENARIOS.filter((s) => only.has(s.kind) && (opt.scenario === undefined || s.name.includes(opt.scenario)));
+for (const s of selected) {
+  process.stderr.write(`${s.name}\n`);
+  results.scenarios.push(await runScenario(s));
+}
+if (only.has('memory') && opt.scenario === undefined) {
+  process.stderr.write('memory\n');
+  const n = Number(memoryRequests);
+  results.memory.push(await memoryScenario(`memory-${n >= 1e6 ? `${n / 1e6}M` : n}-distinct-ips`, { maxKeys: Math.max(2_000_000, 2 * n), distinct: 'sequential', requests: n }));
+  results.memory.push(await memoryScenario('memory-flood-random-max-keys-250k', { maxKeys: 250_000, distinct: 'random', requests: Number(floodRequests) }));
+}
+if (only.has('micro') && opt.scenario === undefined) {
+  process.stderr.write('micro-benchmarks\n');
+  results.micro = await runNode('micro.bench.mjs', ['--json', ...(opt.quick ? ['--quick'] : [])], 600_000);
+}
+
+mkdirSync(path.join(ROOT, 'bench/results'), { recursive: true });
+const stamp = started.toISOString().replace(/[:]/g, '-').replace(/\..*$/, '');
+const outFile = path.join(ROOT, 'bench/results', `${stamp}.json`);
+writeFileSync(outFile, `${JSON.stringify(results, null, 2)}\n`);
+process.stderr.write(`results: ${path.relative(ROOT, outFile)}\n`);
+
+const table = renderResults(results, path.relative(ROOT, outFile));
+process.stdout.write(`${table}\n`);
+if (!opt['no-docs'] && !opt.quick && opt.scenario === undefined && only.size === 4) {
+  const docs = path.join(ROOT, 'docs/benchmarks.md');
+  const text = readFileSync(docs, 'utf8');
+  const start = '<!-- bench:results:start -->';
+  const end = '<!-- bench:results:end -->';
+  const i = text.indexOf(start);
+  const j = text.indexOf(end);
+  if (i < 0 || j < i) throw new Error(`docs/benchmarks.md lacks the ${start} ... ${end} markers`);
+  writeFileSync(docs, `${text.slice(0, i + start.length)}\n${table}\n${text.slice(j)}`);
+  process.stderr.write('docs/benchmarks.md: results section regenerated\n');
+} else {
+  process.stderr.write('docs/benchmarks.md not touched (partial or quick run; a full run regenerates it)\n');
+}
