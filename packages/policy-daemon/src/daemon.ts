@@ -104,6 +104,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
   const milter = createMilterService({
     decider,
+    shedContent: () => load.tier === 'shed' || load.tier === 'refuse',
     metrics,
     log,
     settings: () => live.config.policy,

@@ -15,6 +15,10 @@
  * connections per client address and in total and hands both to the rules
  * (client_concurrency, total_concurrency): concurrency caps work here.
  *
+ * In load tier shed and above no MIME scanning is done (content rules then
+ * see headers but no attachments), and tarpit delays of verdicts and tiers
+ * hold the answer back, as on the policy path.
+ *
  * LIMITATIONS: connections over a unix socket (family L) or of unknown
  * family have no client address: they count towards the total only.
  */
@@ -65,6 +69,14 @@ export interface MilterServiceOptions {
   readonly metrics: Metrics;
   readonly log: Logger;
   readonly settings: () => { readonly failAction: FailAction };
+  /** True in load tiers where expensive content checks are skipped (shed): no MIME scanning. */
+  readonly shedContent?: () => boolean;
+}
+
+/** Answer after `delayMs` (a tarpit, or the delay of a load tier), or at once. */
+function after<T>(value: T, delayMs: number | undefined): T | Promise<T> {
+  if (delayMs === undefined || delayMs <= 0) return value;
+  return new Promise<T>((resolve) => setTimeout(() => resolve(value), delayMs));
 }
 
 export interface MilterService {
@@ -84,12 +96,14 @@ export interface MilterService {
 /** Per-message state the service keeps beyond the session's own. */
 interface MessageWork {
   scanner: MessageScanner | undefined;
+  /** Content scanning was skipped for this message (load tier shed or above). */
+  shed: boolean;
   acceptedRecipients: number;
   quarantine: string | undefined;
   headers: HeaderToAdd[];
 }
 
-const newMessage = (): MessageWork => ({ scanner: undefined, acceptedRecipients: 0, quarantine: undefined, headers: [] });
+const newMessage = (): MessageWork => ({ scanner: undefined, shed: false, acceptedRecipients: 0, quarantine: undefined, headers: [] });
 
 /** `<a@b>` -> `a@b`, `<>` and "" -> "" (the null sender). */
 export function unbracket(address: string): string {
@@ -199,7 +213,7 @@ export function createMilterService(options: MilterServiceOptions): MilterServic
     const at = (stage: Stage, extra: (ctx: MilterContext) => Partial<Facts> = () => ({})) => {
       return (ctx: MilterContext): MilterResponse | Promise<MilterResponse> => {
         const verdict = decideStage(facts(ctx, stage, extra(ctx)));
-        return verdict instanceof Promise ? verdict.then((v) => respond(v, stage)) : respond(verdict, stage);
+        return verdict instanceof Promise ? verdict.then((v) => after(respond(v, stage), v.delayMs)) : after(respond(verdict, stage), verdict.delayMs);
       };
     };
 
@@ -217,6 +231,15 @@ export function createMilterService(options: MilterServiceOptions): MilterServic
       }
       message = newMessage();
       return { modifications, response };
+    };
+
+    /** The message's scanner, created at its first header; none when content checks are shed. */
+    const scanner = (): MessageScanner | undefined => {
+      if (message.scanner === undefined && !message.shed) {
+        if (options.shedContent?.() === true) message.shed = true;
+        else message.scanner = createMessageScanner();
+      }
+      return message.scanner;
     };
 
     serveMilterConnection(
@@ -247,22 +270,19 @@ export function createMilterService(options: MilterServiceOptions): MilterServic
             if (response.action === 'continue' || response.action === 'accept') message.acceptedRecipients++;
             return response;
           };
-          return verdict instanceof Promise ? verdict.then(answer) : answer(verdict);
+          return verdict instanceof Promise ? verdict.then((v) => after(answer(v), v.delayMs)) : after(answer(verdict), verdict.delayMs);
         },
         onData: (ctx) => onData(ctx),
         onHeader(name, value) {
-          message.scanner ??= createMessageScanner();
-          message.scanner.header(name, value);
+          scanner()?.header(name, value);
           return { action: 'continue' };
         },
         onEoh() {
-          message.scanner ??= createMessageScanner();
-          message.scanner.endOfHeaders();
+          scanner()?.endOfHeaders();
           return { action: 'continue' };
         },
         onBody(chunk) {
-          message.scanner ??= createMessageScanner();
-          message.scanner.body(chunk);
+          scanner()?.body(chunk);
           return { action: 'continue' };
         },
         async onEom(ctx) {
@@ -275,7 +295,7 @@ export function createMilterService(options: MilterServiceOptions): MilterServic
             message: content,
           });
           const verdict = decideStage(f);
-          return verdict instanceof Promise ? verdict.then(endOfMessage) : endOfMessage(verdict);
+          return verdict instanceof Promise ? verdict.then((v) => after(endOfMessage(v), v.delayMs)) : after(endOfMessage(verdict), verdict.delayMs);
         },
         onAbort() {
           message.scanner?.abort();

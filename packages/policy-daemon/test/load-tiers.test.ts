@@ -94,3 +94,65 @@ describe('load tiers through the policy listener', () => {
     expect((await timed(rcptRequest())).ms).toBeLessThan(250);
   });
 });
+
+describe('load tiers through the milter listener', () => {
+  const load = { value: 0.1 };
+  const sources: LoadSources = {
+    loadPerCpu: () => load.value,
+    eventLoopLagMs: () => 0,
+    freeBytes: () => Promise.resolve(undefined),
+    countFiles: () => Promise.resolve(undefined),
+  };
+  const config = `
+load:
+  hold: 0s
+  delay: 300ms
+  thresholds:
+    load_per_cpu: { delay: 2, shed: 4, refuse: 8 }
+rules:
+  - name: worm
+    stage: eom
+    match: { attachment_name: [".pif"] }
+    action: discard
+`;
+  const worm = ['--B', 'Content-Type: application/octet-stream; name="x.pif"', 'Content-Disposition: attachment; filename="x.pif"', '', 'TVo=', '--B--', ''].join('\r\n');
+
+  test('shed skips content scanning (the attachment is not seen); delay holds the CONNECT answer back', async () => {
+    const levee = await startTestDaemon(config, { milter: true, loadSources: sources });
+    const { connect } = await import('node:net');
+    const { createMilterClient } = await import('@levee/milter-proto');
+    const session = async () => {
+      const socket = connect({ host: '127.0.0.1', port: levee.milterPort });
+      await new Promise<void>((resolve) => socket.once('connect', resolve));
+      const client = createMilterClient(socket, { timeoutMs: 5000 });
+      await client.negotiate();
+      const t0 = performance.now();
+      await client.connect({ hostname: '[192.0.2.5]', family: '4', port: 1, address: '192.0.2.5' });
+      return { client, connectMs: performance.now() - t0 };
+    };
+    const sendWorm = async (client: Awaited<ReturnType<typeof session>>['client']): Promise<string> => {
+      await client.mail('<a@example.net>');
+      await client.rcpt('<b@example.org>');
+      await client.header('Content-Type', 'multipart/mixed; boundary="B"');
+      await client.eoh();
+      await client.body(Buffer.from(worm));
+      return (await client.eom()).reply.type;
+    };
+    try {
+      const normal = await session();
+      expect(await sendWorm(normal.client)).toBe('DISCARD');
+      normal.client.close();
+
+      load.value = 5;
+      await levee.daemon.load.sample();
+      expect(levee.daemon.load.tier).toBe('shed');
+      const shed = await session();
+      expect(shed.connectMs).toBeGreaterThanOrEqual(290);
+      expect(await sendWorm(shed.client)).toBe('CONTINUE');
+      shed.client.close();
+    } finally {
+      load.value = 0.1;
+      await levee.close();
+    }
+  });
+});
