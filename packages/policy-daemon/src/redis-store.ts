@@ -194,7 +194,22 @@ export function createRedisClient(settings: RedisSettings): RedisClient {
       },
     );
   }
-  if (settings.url === undefined) throw new Error('counters.redis needs url or cluster_nodes');
+  if (settings.sentinels !== undefined && settings.sentinelName !== undefined) {
+    return new Redis({
+      sentinels: settings.sentinels.map((n) => ({ host: n.host, port: n.port })),
+      name: settings.sentinelName,
+      ...(settings.password === undefined ? {} : { password: settings.password }),
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout: settings.timeoutMs,
+      connectTimeout: 1000,
+      enableAutoPipelining: true,
+      lazyConnect: false,
+      retryStrategy: reconnectDelay,
+      sentinelRetryStrategy: reconnectDelay,
+    });
+  }
+  if (settings.url === undefined) throw new Error('counters.redis needs url, cluster_nodes or sentinels');
   return new Redis(settings.url, {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
@@ -209,6 +224,7 @@ export function createRedisClient(settings: RedisSettings): RedisClient {
 /** Where the client points, without credentials (for logs and /healthz). */
 export function describeRedisTarget(settings: RedisSettings): string {
   if (settings.clusterNodes !== undefined) return `cluster ${settings.clusterNodes.map((n) => n.text).join(',')}`;
+  if (settings.sentinels !== undefined) return `sentinel ${settings.sentinelName ?? ''} via ${settings.sentinels.map((n) => n.text).join(',')}`;
   try {
     const url = new URL(settings.url ?? '');
     return `${url.protocol}//${url.host}${url.pathname}`;

@@ -127,6 +127,11 @@ export interface RedisSettings {
   readonly url?: string | undefined;
   /** Seed nodes of a Redis Cluster. */
   readonly clusterNodes?: readonly HostPort[] | undefined;
+  /** Sentinels to ask for the current master of `sentinelName` (exclusive with url and clusterNodes). */
+  readonly sentinels?: readonly HostPort[] | undefined;
+  readonly sentinelName?: string | undefined;
+  /** Password of the master found through Sentinel (a url carries its own). */
+  readonly password?: string | undefined;
   /** Prepended to every key; never contains a hash tag. */
   readonly keyPrefix: string;
   /** Per-request deadline in ms; past it the request counts locally. */
@@ -537,6 +542,9 @@ const redisSection = z
   .strictObject({
     url: redisUrl.optional(),
     cluster_nodes: stringList(hostPortItem).optional(),
+    sentinels: stringList(hostPortItem).optional(),
+    sentinel_name: z.string({ error: 'expected a string' }).regex(/^[A-Za-z0-9_.-]{1,64}$/, 'a Sentinel master name').optional(),
+    password: z.string({ error: 'expected a string' }).optional(),
     // A "{" or "}" in the prefix would make the prefix the hash tag and put every key in one Cluster slot.
     key_prefix: z
       .string({ error: 'expected a string' })
@@ -552,14 +560,20 @@ const redisSection = z
     ),
   })
   .superRefine((r, ctx) => {
-    if ((r.url === undefined) === (r.cluster_nodes === undefined)) {
-      ctx.addIssue({ code: 'custom', message: 'give exactly one of url or cluster_nodes' });
+    if ([r.url, r.cluster_nodes, r.sentinels].filter((x) => x !== undefined).length !== 1) {
+      ctx.addIssue({ code: 'custom', message: 'give exactly one of url, cluster_nodes or sentinels' });
+    }
+    if ((r.sentinels === undefined) !== (r.sentinel_name === undefined)) {
+      ctx.addIssue({ code: 'custom', message: 'sentinels and sentinel_name go together', path: [r.sentinels === undefined ? 'sentinel_name' : 'sentinels'] });
     }
   })
   .transform(
     (r): RedisSettings => compact({
       url: r.url,
       clusterNodes: r.cluster_nodes?.map((s) => parseHostPort(s) as HostPort),
+      sentinels: r.sentinels?.map((s) => parseHostPort(s) as HostPort),
+      sentinelName: r.sentinel_name,
+      password: r.password,
       keyPrefix: r.key_prefix,
       timeoutMs: r.timeout,
       breaker: { failures: r.breaker.failures, coolDownMs: r.breaker.cool_down },
@@ -651,7 +665,7 @@ export const configSchema = z
         })
         .superRefine((c, ctx) => {
           if (c.backend === 'redis' && c.redis === undefined) {
-            ctx.addIssue({ code: 'custom', message: 'backend redis needs a counters.redis section with url or cluster_nodes', path: ['backend'] });
+            ctx.addIssue({ code: 'custom', message: 'backend redis needs a counters.redis section with url, cluster_nodes or sentinels', path: ['backend'] });
           }
         }),
     ),

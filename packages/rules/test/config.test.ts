@@ -364,9 +364,10 @@ rules:
   };
 
   test.each([
-    ['counters:\n  backend: redis\n', 'levee.yaml:2:12: counters.backend: backend redis needs a counters.redis section with url or cluster_nodes'],
-    ['counters:\n  redis: {}\n', 'levee.yaml:2:10: counters.redis: give exactly one of url or cluster_nodes'],
-    ['counters:\n  redis: { url: "redis://a", cluster_nodes: ["b:1"] }\n', 'counters.redis: give exactly one of url or cluster_nodes'],
+    ['counters:\n  backend: redis\n', 'levee.yaml:2:12: counters.backend: backend redis needs a counters.redis section with url, cluster_nodes or sentinels'],
+    ['counters:\n  redis: {}\n', 'levee.yaml:2:10: counters.redis: give exactly one of url, cluster_nodes or sentinels'],
+    ['counters:\n  redis: { url: "redis://a", cluster_nodes: ["b:1"] }\n', 'counters.redis: give exactly one of url, cluster_nodes or sentinels'],
+    ['counters:\n  redis: { sentinels: ["127.0.0.1:26379"] }\n', 'counters.redis.sentinels: sentinels and sentinel_name go together'],
     ['counters:\n  redis: { url: "http://cache:6379" }\n', 'levee.yaml:2:17: counters.redis.url: URL scheme "http:" is not redis: or rediss:'],
     ['counters:\n  redis: { url: "not a url" }\n', 'counters.redis.url: "not a url" is not a URL like redis://host:6379/0'],
     ['counters:\n  redis: { url: "redis://a", key_prefix: "{mx}:" }\n', 'counters.redis.key_prefix: key_prefix must not contain "{", "}"'],

@@ -121,7 +121,7 @@ async function waitForPong(port: number, timeoutMs: number): Promise<void> {
 const WATCHDOG = `#!/bin/sh
 # watchdog.sh OWNER_PID MAX_SECONDS DIR: run redis-server, stop it when asked, when the owner is gone, or at the deadline.
 owner=$1; max=$2; dir=$3
-/usr/bin/redis-server "$dir/redis.conf" >>"$dir/redis.log" 2>&1 &
+/usr/bin/redis-server "$dir/redis.conf" $(cat "$dir/mode" 2>/dev/null) >>"$dir/redis.log" 2>&1 &
 pid=$!
 echo "$pid" >"$dir/redis.pid.tmp" && mv "$dir/redis.pid.tmp" "$dir/redis.pid"
 start=$(date +%s)
@@ -142,6 +142,8 @@ exit 0
 export interface RedisOptions {
   /** The server stops itself after this many seconds even if nobody calls stop(). Default 600. */
   readonly maxLifetimeSec?: number;
+  /** Run as a Sentinel (redis-server --sentinel) monitoring this master under this name. */
+  readonly sentinelOf?: { readonly port: number; readonly name: string };
 }
 
 /** True if redis-server is installed. */
@@ -154,18 +156,22 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisInsta
   if (!redisAvailable()) throw new Error(`${REDIS_SERVER} is missing; ${INSTALL_HINT}`);
   const dir = mkdtempSync(join(tmpdir(), 'levee-redis-'));
   const port = await reservePort();
-  const conf = [
-    `port ${port}`,
-    'bind 127.0.0.1',
-    'protected-mode yes',
-    'daemonize no',
-    'save ""',
-    'appendonly no',
-    `dir ${dir}`,
-    'loglevel warning',
-    'databases 1',
-  ].join('\n');
-  writeFileSync(join(dir, 'redis.conf'), `${conf}\n`);
+  const sentinel = options.sentinelOf;
+  const conf =
+    sentinel === undefined
+      ? [`port ${port}`, 'bind 127.0.0.1', 'protected-mode yes', 'daemonize no', 'save ""', 'appendonly no', `dir ${dir}`, 'loglevel warning', 'databases 1']
+      : [
+          `port ${port}`,
+          'bind 127.0.0.1',
+          'daemonize no',
+          `dir ${dir}`,
+          'loglevel warning',
+          'sentinel resolve-hostnames no',
+          `sentinel monitor ${sentinel.name} 127.0.0.1 ${sentinel.port} 1`,
+          `sentinel down-after-milliseconds ${sentinel.name} 5000`,
+        ];
+  writeFileSync(join(dir, 'redis.conf'), `${conf.join('\n')}\n`);
+  if (sentinel !== undefined) writeFileSync(join(dir, 'mode'), '--sentinel');
   writeFileSync(join(dir, 'watchdog.sh'), WATCHDOG, { mode: 0o755 });
   let watchdog: ChildProcess | undefined;
   let pid = 0;
