@@ -325,7 +325,7 @@ for (const s of selected) {
 if (only.has('memory') && opt.scenario === undefined) {
   process.stderr.write('memory\n');
   const n = Number(memoryRequests);
-  results.memory.push(await memoryScenario(`memory-${n >= 1e6 ? `${n / 1e6}M` : n}-distinct-ips`, { maxKeys: Math.max(2_000_000, 2 * n), distinct: 'sequential', requests: n }));
+  results.memory.push(await memoryScenario(`memory-${n >= 1e6 ? `${n / 1e6}M` : n}-distinct-ips`, { maxKeys: Math.ceil(n * 1.05) + 10_000, distinct: 'sequential', requests: n }));
   results.memory.push(await memoryScenario('memory-flood-random-max-keys-250k', { maxKeys: 250_000, distinct: 'random', requests: Number(floodRequests) }));
 }
 if (only.has('micro') && opt.scenario === undefined) {
