@@ -18,7 +18,7 @@ import { DEFAULT_CONFIG_YAML } from '@levee/rules';
 import { readConfigFile } from './config-file.js';
 import { startDaemon } from './daemon.js';
 import { createOfflineRunner, formatExplanation, formatReplaySummary, parsePolicyRequests, replayRequests, requestFromAssignments } from './offline-run.js';
-import { createLogger, LOG_LEVELS, type LogLevel } from './logger.js';
+import { createStdoutLogger, LOG_LEVELS, type LogLevel } from './logger.js';
 
 /** Exit codes follow sysexits(3) where one fits: 78 = EX_CONFIG. */
 export const EX_CONFIG = 78;
@@ -176,15 +176,20 @@ async function runDaemon(configPath: string | undefined, logLevel: LogLevel | un
     for (const line of loaded.errors) process.stderr.write(`${line}\n`);
     process.exit(EX_CONFIG);
   }
-  const log = createLogger(logLevel ?? loaded.config.log.level);
+  const { log, flush } = createStdoutLogger(logLevel ?? loaded.config.log.level, loaded.config.log.buffered);
+  /** Every way out writes the buffered log lines first. */
+  function exit(code: number): never {
+    flush();
+    process.exit(code);
+  }
   for (const warning of loaded.warnings) log.warn({ config: loaded.source }, warning);
   process.on('uncaughtException', (error) => {
     log.fatal({ err: error.stack ?? String(error) }, 'uncaught exception, exiting');
-    process.exit(EX_SOFTWARE);
+    exit(EX_SOFTWARE);
   });
   process.on('unhandledRejection', (reason) => {
     log.fatal({ err: String(reason) }, 'unhandled rejection, exiting');
-    process.exit(EX_SOFTWARE);
+    exit(EX_SOFTWARE);
   });
 
   let daemon;
@@ -192,7 +197,7 @@ async function runDaemon(configPath: string | undefined, logLevel: LogLevel | un
     daemon = await startDaemon({ config: loaded.config, ruleset: loaded.ruleset, source: loaded.source, log, directory: loaded.directory });
   } catch (error) {
     log.fatal({ err: (error as Error).message }, 'cannot start');
-    process.exit(EX_CONFIG);
+    exit(EX_CONFIG);
   }
   const running = daemon;
 
@@ -216,7 +221,7 @@ async function runDaemon(configPath: string | undefined, logLevel: LogLevel | un
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'stopping');
-    void running.close().then(() => process.exit(0));
+    void running.close().then(() => exit(0));
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

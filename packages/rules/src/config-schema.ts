@@ -168,7 +168,8 @@ export interface LeveeConfig {
   readonly listen: { readonly policy: readonly ListenAddress[]; readonly milter: readonly ListenAddress[] };
   readonly metrics: { readonly listen: HostPort | false };
   readonly counters: CounterSettings;
-  readonly log: { readonly level: LogLevel };
+  /** buffered: stdout written in blocks (flushed every second and at exit) rather than line by line. */
+  readonly log: { readonly level: LogLevel; readonly buffered: boolean };
   readonly policy: { readonly failAction: FailAction; readonly idleTimeoutMs: number };
   /** The recipient directory (recipient-directory.ts); the daemon reads the file. */
   readonly recipients: { readonly file: string | undefined };
@@ -669,7 +670,12 @@ export const configSchema = z
           }
         }),
     ),
-    log: section(z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })),
+    log: section(
+      z.strictObject({
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+        buffered: z.boolean({ error: 'expected true or false' }).default(true),
+      }),
+    ),
     policy: section(
       z.strictObject({
         fail_action: z.enum(['continue', 'tempfail']).default('continue'),
@@ -703,7 +709,7 @@ export const configSchema = z
       listen: { policy: c.listen.policy, milter: c.listen.milter },
       metrics: { listen: c.metrics.listen },
       counters: compact({ backend: c.counters.backend, maxKeys: c.counters.max_keys, redis: c.counters.redis, snapshot: c.counters.snapshot }),
-      log: { level: c.log.level },
+      log: { level: c.log.level, buffered: c.log.buffered },
       policy: { failAction: c.policy.fail_action, idleTimeoutMs: c.policy.idle_timeout },
       recipients: { file: c.recipients.file },
       load: c.load,
