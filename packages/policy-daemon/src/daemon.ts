@@ -12,7 +12,9 @@
  * them needs a restart (a reload logs a warning).
  */
 
-import type { CounterStore, LeveeConfig, RecipientDirectory, Ruleset } from '@levee/rules';
+import { blockAdd, blockedBy, blockRemove, live as live_, type BlockList, type CounterStore, type LeveeConfig, type RecipientDirectory, type Ruleset } from '@levee/rules';
+import { readFileSync } from 'node:fs';
+import { startAdminServer, type AdminActions, type AdminServer } from './admin-server.js';
 import { startCounterBackend, type CounterBackend } from './counter-backend.js';
 import type { Logger } from './logger.js';
 import { createMemoryStore, type MemoryStore } from './memory-store.js';
@@ -49,6 +51,9 @@ export interface Daemon {
   readonly localStore: MemoryStore;
   readonly counters: CounterBackend;
   readonly load: LoadMonitor;
+  readonly admin: AdminServer | undefined;
+  /** The postmaster's block list as it is now. */
+  blocks(): BlockList;
   /** Swap in a new config (already validated) and its recipient directory, together. */
   reload(config: LeveeConfig, ruleset: Ruleset, source: string, directory?: RecipientDirectory): void;
   /** Stop accepting, let in-flight requests finish, close idle connections; bounded by `graceMs`. */
@@ -66,6 +71,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const { log } = options;
   const now = options.now ?? Date.now;
   let live: Live = { config: options.config, ruleset: options.ruleset, directory: options.directory };
+  let blocks: BlockList = [];
+  let adminToken = readToken(options.config.admin.tokenFile, log);
+  const startedAt = now();
   const localStore = createMemoryStore({ maxKeys: options.config.counters.maxKeys });
   const metrics = createMetrics({ counterKeys: () => localStore.size, counterEvictions: () => localStore.evictions });
   const counters = await startCounterBackend({ settings: options.config.counters, log, metrics, now, local: localStore });
@@ -94,6 +102,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     observe: (facts) => {
       if (facts.protocol === 'policy') load.noteRequest(facts.stress === true);
     },
+    blocked: (address) => blockedBy(blocks, address, now()),
   };
   const policy = createPolicyService({
     decider,
@@ -113,6 +122,53 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const opened: Listener[] = [];
   const milterListeners: Listener[] = [];
   let metricsServer: MetricsServer | undefined;
+  let admin: AdminServer | undefined;
+
+  /** What the admin endpoint reads and changes. */
+  function adminActions(): AdminActions {
+    return {
+      status: () => ({
+        config: live.config === options.config ? options.source : 'reloaded',
+        rules: live.config.rules.length,
+        uptimeSeconds: Math.round((now() - startedAt) / 1000),
+        tier: load.tier,
+        loadReadings: load.lastReadings,
+        counters: { backend: live.config.counters.backend, degraded: counters.degraded(), keys: localStore.size, evictions: localStore.evictions },
+        connections: { policy: policy.connections.size, milter: milter.connections.size },
+        blocks: live_(blocks, now()).length,
+      }),
+      top: (n) => topCounters(n),
+      blocks: () => [...live_(blocks, now())],
+      block: (network, forMs, reason) => {
+        const at = now();
+        const entry = { network, until: forMs === undefined ? undefined : at + forMs, reason, since: at };
+        blocks = blockAdd(blocks, entry, at);
+        log.warn({ network, until: entry.until === undefined ? 'unblocked by hand' : new Date(entry.until).toISOString(), reason }, 'blocked by the postmaster');
+        return entry;
+      },
+      unblock: (network) => {
+        const result = blockRemove(blocks, network, now());
+        blocks = result.list;
+        if (result.removed) log.warn({ network }, 'unblocked by the postmaster');
+        return result.removed;
+      },
+    };
+  }
+
+  /** The n counters nearest their limits, from the local store (on Redis: this host's share). */
+  function topCounters(n: number): unknown[] {
+    const byName = new Map(live.ruleset.rules.map((r) => [r.name, r]));
+    const at = now();
+    const rows: { key: string; rule: string; count: number; limit: number; windowMs: number; share: number }[] = [];
+    for (const key of localStore.keysOldestFirst()) {
+      const name = key.slice(0, key.indexOf('|'));
+      const limit = byName.get(name)?.limit;
+      if (limit === undefined) continue;
+      const count = localStore.peek([{ key, window: limit.window }], at)[0] ?? 0;
+      if (count > 0) rows.push({ key, rule: name, count, limit: limit.max, windowMs: limit.window.windowMs, share: count / limit.max });
+    }
+    return rows.sort((a, b) => b.share - a.share).slice(0, n);
+  }
   try {
     for (const address of options.config.listen.policy) {
       const listener = await listenOn(address, policy.accept);
@@ -133,7 +189,13 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       }));
       log.info({ listen: `${metricsListen.host}:${metricsServer.port}` }, 'metrics listening');
     }
+    const adminListen = options.config.admin.listen;
+    if (adminListen !== false) {
+      admin = await startAdminServer(adminActions(), adminListen.host, adminListen.port, () => adminToken);
+      log.info({ listen: `${adminListen.host}:${admin.port}`, changes: adminToken === undefined ? 'disabled (no admin.token_file)' : 'token' }, 'admin listening');
+    }
   } catch (error) {
+    await admin?.close();
     load.stop();
     await Promise.all(opened.map((l) => l.close()));
     await metricsServer?.close();
@@ -147,6 +209,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     policyListeners,
     milterListeners,
     load,
+    get admin() {
+      return admin;
+    },
+    blocks: () => live_(blocks, now()),
     milterConcurrency: (address) => milter.concurrency(address),
     metricsServer,
     metrics,
@@ -161,6 +227,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         log.warn('counters settings changed: they take effect at the next restart');
       }
       live = { config, ruleset, directory };
+      adminToken = readToken(config.admin.tokenFile, log);
       metrics.configReloads.labels('ok').inc();
       log.info({ config: source, rules: config.rules.length }, 'configuration reloaded');
     },
@@ -177,7 +244,21 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       // After the last decision: the final snapshot then holds every count.
       await counters.close();
       await metricsServer?.close();
+      await admin?.close();
       log.info('levee stopped');
     },
   };
+}
+
+/** The admin token from admin.token_file; unreadable or empty means changes stay disabled (logged). */
+function readToken(file: string | undefined, log: Logger): string | undefined {
+  if (file === undefined) return undefined;
+  try {
+    const token = readFileSync(file, 'utf8').trim();
+    if (token.length >= 16) return token;
+    log.error({ file }, 'admin.token_file holds fewer than 16 characters: admin changes disabled');
+  } catch (error) {
+    log.error({ file, err: (error as Error).message }, 'cannot read admin.token_file: admin changes disabled');
+  }
+  return undefined;
 }

@@ -14,6 +14,7 @@ import {
   type Decision,
   type FailAction,
   type Facts,
+  type BlockEntry,
   type RecipientDirectory,
   type Ruleset,
   type Stage,
@@ -33,6 +34,23 @@ export interface DeciderDeps {
   readonly loadDelayMs?: () => number;
   /** Sees every request's facts before deciding (the load monitor counts stress=yes). */
   readonly observe?: (facts: Facts) => void;
+  /** The postmaster's block list (levee block): the entry blocking this client, if any. */
+  readonly blocked?: (address: string | undefined) => BlockEntry | undefined;
+}
+
+/** A blocked client: 554 at CONNECT (replaces the greeting), 550 later; the reason is logged, not told. */
+function blockDecision(stage: Stage, entry: BlockEntry): Decision {
+  const verdict: Verdict = {
+    action: 'reject',
+    code: stage === 'connect' ? 554 : 550,
+    enhancedCode: '5.7.1',
+    text: 'Your address is blocked by the postmaster',
+    rule: 'admin-block',
+  };
+  return {
+    verdict,
+    trail: [{ rule: 'admin-block', index: -1, outcome: 'decided', detail: `blocked: ${entry.network} (${entry.reason})`, action: 'reject' }],
+  };
 }
 
 /** In tier refuse, new mail is turned away at these stages; messages under way finish. */
@@ -71,6 +89,8 @@ export type DecisionOutcome = { readonly ok: true; readonly decision: Decision }
 export function decideFacts(facts: Facts, deps: DeciderDeps): DecisionOutcome | Promise<DecisionOutcome> {
   try {
     deps.observe?.(facts);
+    const block = deps.blocked?.(facts.clientAddress);
+    if (block !== undefined) return { ok: true, decision: blockDecision(facts.stage, block) };
     const tier = deps.tier?.() ?? 'normal';
     if (tier === 'refuse' && REFUSE_STAGES.has(facts.stage)) return { ok: true, decision: refuseDecision(facts.stage) };
     const input = classified(tier === 'normal' ? facts : { ...facts, tier }, deps);

@@ -5,6 +5,8 @@
  *   levee check-config FILE        validate; errors as file:line:col, exit 78
  *   levee explain [...]            which rules a request meets, and the answer
  *   levee replay FILE [...]        what a candidate config would do to captured requests
+ *   levee status | top | blocks    ask the running daemon (admin endpoint)
+ *   levee block | unblock ADDRESS  change its block list (admin token)
  *   levee default-config           print the embedded default configuration
  *
  * Signals while running: SIGHUP re-reads the config file (a bad file is
@@ -15,6 +17,7 @@ import { readFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { PolicyRequest } from '@levee/milter-proto';
 import { DEFAULT_CONFIG_YAML } from '@levee/rules';
+import { adminRequest, adminTarget, formatStatus, formatTop } from './admin-client.js';
 import { readConfigFile } from './config-file.js';
 import { startDaemon } from './daemon.js';
 import { createOfflineRunner, formatExplanation, formatReplaySummary, parsePolicyRequests, replayRequests, requestFromAssignments } from './offline-run.js';
@@ -23,6 +26,7 @@ import { createStdoutLogger, LOG_LEVELS, type LogLevel } from './logger.js';
 /** Exit codes follow sysexits(3) where one fits: 78 = EX_CONFIG. */
 export const EX_CONFIG = 78;
 export const EX_USAGE = 64;
+export const EX_UNAVAILABLE = 69;
 export const EX_SOFTWARE = 70;
 
 export function buildProgram(): Command {
@@ -115,6 +119,44 @@ Example:
       process.stdout.write(opts.json === true ? `${JSON.stringify(summary)}\n` : formatReplaySummary(summary));
     });
 
+  const adminOptions = (command: Command): Command =>
+    command
+      .option('-c, --config <file>', 'read the admin address from this config (admin.listen)')
+      .option('--admin <url>', 'admin endpoint (default http://127.0.0.1:9470)')
+      .option('--token-file <file>', 'file holding the admin token (or set LEVEE_ADMIN_TOKEN)')
+      .option('--json', 'print the answer as JSON');
+
+  adminOptions(program.command('status').description('tier, counter store, connections and blocks of the running daemon')).action(
+    async (opts: AdminOpts) => {
+      await callAdmin(opts, 'GET', '/status', undefined, (body) => formatStatus(body as Record<string, unknown>));
+    },
+  );
+  adminOptions(program.command('top').description('the counters nearest their limits (this host\'s counts)'))
+    .option('-n, --number <n>', 'how many', parseNonNegativeInt, 20)
+    .action(async (opts: AdminOpts & { number: number }) => {
+      await callAdmin(opts, 'GET', `/top?n=${opts.number}`, undefined, (body) => formatTop(body as Parameters<typeof formatTop>[0]));
+    });
+  adminOptions(program.command('blocks').description('the addresses and networks blocked by hand')).action(async (opts: AdminOpts) => {
+    await callAdmin(opts, 'GET', '/blocks', undefined, (body) =>
+      (body as { network: string; until?: number; reason: string }[])
+        .map((b) => `${b.network}  until ${b.until === undefined ? 'unblocked' : new Date(b.until).toISOString()}  ${b.reason}\n`)
+        .join('') || 'nothing blocked\n',
+    );
+  });
+  adminOptions(program.command('block').description('refuse all mail from an address or network (needs the admin token)'))
+    .argument('<address>', 'IP address or CIDR, e.g. 192.0.2.7 or 2001:db8::/48')
+    .option('--for <duration>', 'how long, e.g. 30m, 1d (default: until unblocked)')
+    .option('--reason <text>', 'why (logged, never told to the client)')
+    .action(async (address: string, opts: AdminOpts & { for?: string; reason?: string }) => {
+      const body = { address, ...(opts.for === undefined ? {} : { for: opts.for }), ...(opts.reason === undefined ? {} : { reason: opts.reason }) };
+      await callAdmin(opts, 'POST', '/blocks', body, (b) => `blocked ${(b as { network: string }).network}\n`);
+    });
+  adminOptions(program.command('unblock').description('lift a block (needs the admin token)'))
+    .argument('<address>', 'the address or CIDR as blocked')
+    .action(async (address: string, opts: AdminOpts) => {
+      await callAdmin(opts, 'DELETE', `/blocks?address=${encodeURIComponent(address)}`, undefined, (b) => `unblocked ${(b as { unblocked: string }).unblocked}\n`);
+    });
+
   program
     .command('default-config')
     .description('print the embedded default configuration (a starting point for levee.yaml)')
@@ -123,6 +165,39 @@ Example:
     });
 
   return program;
+}
+
+interface AdminOpts {
+  config?: string;
+  admin?: string;
+  tokenFile?: string;
+  json?: boolean;
+}
+
+/** One admin call: errors (daemon down, 4xx) are printed and set exit code 1 (69 when unreachable). */
+async function callAdmin(opts: AdminOpts, method: string, path: string, body: unknown, format: (body: unknown) => string): Promise<void> {
+  let listen: string | undefined;
+  if (opts.config !== undefined) {
+    const loaded = await readConfigFile(opts.config);
+    if (!loaded.ok) return configFailed(loaded.errors);
+    if (loaded.config.admin.listen === false) return usageFailed(`${opts.config}: admin.listen is false, the daemon has no admin endpoint`);
+    listen = loaded.config.admin.listen.text;
+  }
+  let answer: { status: number; body: unknown };
+  try {
+    answer = await adminRequest(await adminTarget(opts, listen), method, path, body);
+  } catch (error) {
+    process.stderr.write(`levee: cannot reach the admin endpoint: ${(error as Error).message}\n`);
+    process.exitCode = EX_UNAVAILABLE;
+    return;
+  }
+  if (answer.status >= 400) {
+    const message = (answer.body as { error?: string }).error ?? JSON.stringify(answer.body);
+    process.stderr.write(`levee: ${message}\n`);
+    process.exitCode = 1;
+    return;
+  }
+  process.stdout.write(opts.json === true ? `${JSON.stringify(answer.body)}\n` : format(answer.body));
 }
 
 function collect(value: string, previous: string[]): string[] {

@@ -201,7 +201,7 @@ describe('levee run', () => {
     const port = await freePort();
     const file = join(dir, 'run.yaml');
     const config = (sender: string): string =>
-      `listen: { policy: ["inet:127.0.0.1:${port}"] }\nmetrics: { listen: false }\nrules:\n  - name: block\n    match: { sender: ["${sender}"] }\n    action: reject\n    text: "Blocked"\n`;
+      `listen: { policy: ["inet:127.0.0.1:${port}"], milter: [] }\nmetrics: { listen: false }\nadmin: { listen: false }\nrules:\n  - name: block\n    match: { sender: ["${sender}"] }\n    action: reject\n    text: "Blocked"\n`;
     writeFileSync(file, config('@one.example'));
     await start(['--config', file]);
     expect(await ask(port, { sender: 'x@one.example' })).toBe('550 5.7.1 Blocked');
@@ -246,7 +246,7 @@ describe('levee run', () => {
     const address = blocker.address();
     const port = address !== null && typeof address === 'object' ? address.port : 0;
     const file = join(dir, 'busy.yaml');
-    writeFileSync(file, `listen: { policy: ["inet:127.0.0.1:${port}"] }\nmetrics: { listen: false }\n`);
+    writeFileSync(file, `listen: { policy: ["inet:127.0.0.1:${port}"], milter: [] }\nmetrics: { listen: false }\nadmin: { listen: false }\n`);
     const r = levee(['run', '--config', file]);
     blocker.close();
     expect(r.status).toBe(78);

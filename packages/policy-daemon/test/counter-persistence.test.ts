@@ -223,7 +223,7 @@ describe('levee run (a real process): SIGTERM writes the snapshot, the next star
     const port = await freePort();
     const snapshot = join(dir, 'cli.jsonl');
     const file = join(dir, 'cli.yaml');
-    writeFileSync(file, `listen: { policy: ["inet:127.0.0.1:${port}"], milter: [] }\nmetrics: { listen: false }\n${config(snapshot)}`);
+    writeFileSync(file, `listen: { policy: ["inet:127.0.0.1:${port}"], milter: [] }\nmetrics: { listen: false }\nadmin: { listen: false }\n${config(snapshot)}`);
     const first = await start(file);
     for (let i = 0; i < 10; i++) expect(await askPort(port, 'cli@example.net')).toBe('DUNNO');
     const exited = new Promise<number | null>((resolve) => first.once('exit', (code) => resolve(code)));

@@ -174,6 +174,8 @@ export interface LeveeConfig {
   /** The recipient directory (recipient-directory.ts); the daemon reads the file. */
   readonly recipients: { readonly file: string | undefined };
   readonly load: LoadSettings;
+  /** The admin endpoint (levee status/top/block); false: off. */
+  readonly admin: { readonly listen: HostPort | false; readonly tokenFile: string | undefined };
   readonly rules: readonly RuleConfig[];
 }
 
@@ -496,6 +498,8 @@ const metricsListen = z.unknown().transform((v, ctx): HostPort | false => {
 export const DEFAULT_POLICY_LISTEN = 'inet:127.0.0.1:10031';
 export const DEFAULT_MILTER_LISTEN = 'inet:127.0.0.1:8891';
 export const DEFAULT_METRICS_LISTEN = '127.0.0.1:9469';
+/** Read-only without a token: status, top, the block list. Changes need admin.token_file. */
+export const DEFAULT_ADMIN_LISTEN = '127.0.0.1:9470';
 export const DEFAULT_MAX_KEYS = 1_000_000;
 /** Just above Postfix's smtpd_policy_service_max_idle (300s), so Postfix closes idle connections first. */
 export const DEFAULT_IDLE_TIMEOUT = '330s';
@@ -683,6 +687,14 @@ export const configSchema = z
       }),
     ),
     load: section(loadSection),
+    admin: section(
+      z
+        .strictObject({
+          listen: metricsListen.prefault(DEFAULT_ADMIN_LISTEN),
+          token_file: z.string({ error: 'expected an absolute path' }).regex(/^\/[^\0]*$/, 'token_file must be an absolute path').optional(),
+        })
+        .transform((a) => ({ listen: a.listen, tokenFile: a.token_file })),
+    ),
     recipients: section(
       z
         .strictObject({
@@ -713,6 +725,7 @@ export const configSchema = z
       policy: { failAction: c.policy.fail_action, idleTimeoutMs: c.policy.idle_timeout },
       recipients: { file: c.recipients.file },
       load: c.load,
+      admin: c.admin,
       rules: c.rules,
     }),
   );

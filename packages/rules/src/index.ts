@@ -82,3 +82,5 @@ export type { DirectoryIssue, DirectoryParseResult, RecipientDirectory, Recipien
 export { classifyRecipient, parseRecipientDirectory } from './recipient-directory.js';
 export type { LoadReadings, Signal, Tier, TierPolicy, TierState, TierThresholds } from './load-tier.js';
 export { DEFAULT_TIER_POLICY, INITIAL_TIER_STATE, stepTier, tierCalledFor, TIERS } from './load-tier.js';
+export type { BlockEntry, BlockList } from './block-list.js';
+export { blockAdd, blockedBy, blockRemove, live, normaliseNetwork } from './block-list.js';

@@ -34,6 +34,8 @@ export interface TestDaemonOptions {
   readonly recipients?: string;
   /** Load readings for outbreak tiers (default: this machine). */
   readonly loadSources?: LoadSources;
+  /** Also serve the admin endpoint on 127.0.0.1 port 0, with this token file if given. */
+  readonly admin?: { readonly tokenFile?: string };
   readonly mutate?: (config: LeveeConfig) => LeveeConfig;
 }
 
@@ -48,6 +50,10 @@ export async function startTestDaemon(yaml: string, options: TestDaemonOptions =
       milter: options.milter === true ? [{ kind: 'inet', host: '127.0.0.1', port: 0, text: 'inet:127.0.0.1:0' }] : [],
     },
     metrics: { listen: options.metrics === true ? { host: '127.0.0.1', port: 0, text: '127.0.0.1:0' } : false },
+    admin: {
+      listen: options.admin === undefined ? false : { host: '127.0.0.1', port: 0, text: '127.0.0.1:0' },
+      tokenFile: options.admin?.tokenFile,
+    },
   };
   if (options.mutate !== undefined) config = options.mutate(config);
   const logs: Record<string, unknown>[] = [];

@@ -1,0 +1,124 @@
+/**
+ * admin-server - the loopback HTTP endpoint behind `levee status`, `levee
+ * top`, `levee block` and `levee unblock`.
+ *
+ *   GET    /status              tier, counter store, connections, rules, blocks
+ *   GET    /top?n=20            counters nearest their limits (local store)
+ *   GET    /blocks              the block list
+ *   POST   /blocks              {"address": "192.0.2.7" or a CIDR, "for": "1h", "reason": "..."}
+ *   DELETE /blocks?address=...  unblock
+ *
+ * Reading needs nothing; changing needs `Authorization: Bearer <token>` with
+ * the token from admin.token_file (compared in constant time). Without a
+ * token file the changing endpoints answer 403: an admin endpoint that can
+ * block mail is never open by default. Bodies are capped at 4 KiB.
+ */
+
+import { timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { normaliseNetwork, parseDuration } from '@levee/rules';
+
+const MAX_BODY_BYTES = 4096;
+
+export interface AdminActions {
+  status(): Record<string, unknown>;
+  top(n: number): unknown[];
+  blocks(): unknown[];
+  block(network: string, forMs: number | undefined, reason: string): unknown;
+  unblock(network: string): boolean;
+}
+
+export interface AdminServer {
+  readonly server: Server;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json' }).end(`${JSON.stringify(body)}\n`);
+}
+
+function readBody(req: IncomingMessage): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        resolve(undefined);
+        req.destroy();
+      } else chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', () => resolve(undefined));
+  });
+}
+
+/** startAdminServer - listen on host:port; `token()` is read per request, so a reload can change it. */
+export async function startAdminServer(actions: AdminActions, host: string, port: number, token: () => string | undefined): Promise<AdminServer> {
+  const authorised = (req: IncomingMessage): 'ok' | 'no-token-configured' | 'denied' => {
+    const expected = token();
+    if (expected === undefined || expected === '') return 'no-token-configured';
+    const given = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
+    const a = Buffer.from(given);
+    const b = Buffer.from(expected);
+    return a.length === b.length && timingSafeEqual(a, b) ? 'ok' : 'denied';
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const route = `${req.method ?? 'GET'} ${url.pathname}`;
+    if (route === 'GET /status') return send(res, 200, actions.status());
+    if (route === 'GET /top') {
+      const n = Math.min(1000, Math.max(1, Number.parseInt(url.searchParams.get('n') ?? '20', 10) || 20));
+      return send(res, 200, actions.top(n));
+    }
+    if (route === 'GET /blocks') return send(res, 200, actions.blocks());
+    if (route === 'POST /blocks' || route === 'DELETE /blocks') {
+      const auth = authorised(req);
+      if (auth === 'no-token-configured') return send(res, 403, { error: 'changes are disabled: set admin.token_file' });
+      if (auth === 'denied') return send(res, 401, { error: 'missing or wrong bearer token' });
+      if (route === 'DELETE /blocks') {
+        const network = normaliseNetwork(url.searchParams.get('address') ?? '');
+        if (network === undefined) return send(res, 400, { error: 'address must be an IP address or CIDR' });
+        return actions.unblock(network) ? send(res, 200, { unblocked: network }) : send(res, 404, { error: `${network} is not blocked` });
+      }
+      const text = await readBody(req);
+      if (text === undefined) return send(res, 413, { error: `body larger than ${MAX_BODY_BYTES} bytes` });
+      let body: { address?: unknown; for?: unknown; reason?: unknown };
+      try {
+        body = JSON.parse(text) as typeof body;
+      } catch {
+        return send(res, 400, { error: 'body must be JSON' });
+      }
+      const network = typeof body.address === 'string' ? normaliseNetwork(body.address) : undefined;
+      if (network === undefined) return send(res, 400, { error: 'address must be an IP address or CIDR' });
+      const forMs = body.for === undefined ? undefined : parseDuration(body.for);
+      if (body.for !== undefined && (forMs === undefined || forMs <= 0)) return send(res, 400, { error: 'for must be a duration like 30m or 1d' });
+      const reason = typeof body.reason === 'string' ? body.reason.slice(0, 200) : 'blocked by the postmaster';
+      return send(res, 200, actions.block(network, forMs, reason));
+    }
+    return send(res, route.startsWith('GET ') ? 404 : 405, { error: `no such endpoint: ${route}` });
+  };
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((error: unknown) => send(res, 500, { error: String(error) }));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = server.address();
+  return {
+    server,
+    port: bound !== null && typeof bound === 'object' ? bound.port : port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
