@@ -5,6 +5,7 @@
  *   GET    /status              tier, counter store, connections, rules, blocks
  *   GET    /top?n=20            counters nearest their limits (local store)
  *   GET    /blocks              the block list
+ *   GET    /evidence[?address=] the worst offenders, or what one address did
  *   POST   /blocks              {"address": "192.0.2.7" or a CIDR, "for": "1h", "reason": "..."}
  *   DELETE /blocks?address=...  unblock
  *
@@ -24,6 +25,7 @@ export interface AdminActions {
   status(): Record<string, unknown>;
   top(n: number): unknown[];
   blocks(): unknown[];
+  evidence(address: string | undefined, n: number): unknown;
   block(network: string, forMs: number | undefined, reason: string): unknown;
   unblock(network: string): boolean;
 }
@@ -74,6 +76,11 @@ export async function startAdminServer(actions: AdminActions, host: string, port
       return send(res, 200, actions.top(n));
     }
     if (route === 'GET /blocks') return send(res, 200, actions.blocks());
+    if (route === 'GET /evidence') {
+      const address = url.searchParams.get('address') ?? undefined;
+      const found = actions.evidence(address, Math.min(1000, Math.max(1, Number.parseInt(url.searchParams.get('n') ?? '20', 10) || 20)));
+      return found === undefined ? send(res, 404, { error: `no evidence for ${address ?? ''}` }) : send(res, 200, found);
+    }
     if (route === 'POST /blocks' || route === 'DELETE /blocks') {
       const auth = authorised(req);
       if (auth === 'no-token-configured') return send(res, 403, { error: 'changes are disabled: set admin.token_file' });

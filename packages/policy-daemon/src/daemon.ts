@@ -12,9 +12,10 @@
  * them needs a restart (a reload logs a warning).
  */
 
-import { blockAdd, blockedBy, blockRemove, live as live_, type BlockList, type CounterStore, type LeveeConfig, type RecipientDirectory, type Ruleset } from '@levee/rules';
+import { blockAdd, blockedBy, blockRemove, canonicalIp, live as live_, type BlockList, type CounterStore, type LeveeConfig, type RecipientDirectory, type Ruleset } from '@levee/rules';
 import { readFileSync } from 'node:fs';
 import { startAdminServer, type AdminActions, type AdminServer } from './admin-server.js';
+import { createEvidenceStore } from './evidence.js';
 import { startCounterBackend, type CounterBackend } from './counter-backend.js';
 import type { Logger } from './logger.js';
 import { createMemoryStore, type MemoryStore } from './memory-store.js';
@@ -72,6 +73,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const now = options.now ?? Date.now;
   let live: Live = { config: options.config, ruleset: options.ruleset, directory: options.directory };
   let blocks: BlockList = [];
+  const evidence = createEvidenceStore();
   let adminToken = readToken(options.config.admin.tokenFile, log);
   const startedAt = now();
   const localStore = createMemoryStore({ maxKeys: options.config.counters.maxKeys });
@@ -103,6 +105,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       if (facts.protocol === 'policy') load.noteRequest(facts.stress === true);
     },
     blocked: (address) => blockedBy(blocks, address, now()),
+    decided: (facts, verdict) => evidence.note(facts, verdict, now()),
   };
   const policy = createPolicyService({
     decider,
@@ -139,6 +142,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       }),
       top: (n) => topCounters(n),
       blocks: () => [...live_(blocks, now())],
+      evidence: (address, n) => {
+        if (address === undefined) return evidence.top(n);
+        const canonical = canonicalIp(address) ?? address;
+        return evidence.get(canonical);
+      },
       block: (network, forMs, reason) => {
         const at = now();
         const entry = { network, until: forMs === undefined ? undefined : at + forMs, reason, since: at };

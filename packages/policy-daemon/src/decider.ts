@@ -34,6 +34,8 @@ export interface DeciderDeps {
   readonly loadDelayMs?: () => number;
   /** Sees every request's facts before deciding (the load monitor counts stress=yes). */
   readonly observe?: (facts: Facts) => void;
+  /** Sees every decision (the evidence store keeps what offenders did). */
+  readonly decided?: (facts: Facts, verdict: Verdict) => void;
   /** The postmaster's block list (levee block): the entry blocking this client, if any. */
   readonly blocked?: (address: string | undefined) => BlockEntry | undefined;
 }
@@ -76,6 +78,12 @@ function slowed(decision: Decision, delayMs: number): Decision {
   return { ...decision, verdict: { ...decision.verdict, delayMs } };
 }
 
+/** Report the decision to whoever watches, and wrap it as an outcome. */
+function seen(facts: Facts, decision: Decision, deps: DeciderDeps): DecisionOutcome {
+  deps.decided?.(facts, decision.verdict);
+  return { ok: true, decision };
+}
+
 /** The facts with what the recipient directory says of the recipient, when there is both. */
 function classified(facts: Facts, deps: DeciderDeps): Facts {
   const directory = deps.directory?.();
@@ -90,15 +98,15 @@ export function decideFacts(facts: Facts, deps: DeciderDeps): DecisionOutcome | 
   try {
     deps.observe?.(facts);
     const block = deps.blocked?.(facts.clientAddress);
-    if (block !== undefined) return { ok: true, decision: blockDecision(facts.stage, block) };
+    if (block !== undefined) return seen(facts, blockDecision(facts.stage, block), deps);
     const tier = deps.tier?.() ?? 'normal';
-    if (tier === 'refuse' && REFUSE_STAGES.has(facts.stage)) return { ok: true, decision: refuseDecision(facts.stage) };
+    if (tier === 'refuse' && REFUSE_STAGES.has(facts.stage)) return seen(facts, refuseDecision(facts.stage), deps);
     const input = classified(tier === 'normal' ? facts : { ...facts, tier }, deps);
     const delayMs = tier !== 'normal' && DELAY_STAGES.has(facts.stage) ? (deps.loadDelayMs?.() ?? 0) : 0;
     const decision = decideWithStore(input, deps.ruleset(), deps.store, deps.now());
-    if (!(decision instanceof Promise)) return { ok: true, decision: slowed(decision, delayMs) };
+    if (!(decision instanceof Promise)) return seen(input, slowed(decision, delayMs), deps);
     return decision.then(
-      (resolved) => ({ ok: true, decision: slowed(resolved, delayMs) }),
+      (resolved) => seen(input, slowed(resolved, delayMs), deps),
       (error: unknown) => ({ ok: false, error }),
     );
   } catch (error) {

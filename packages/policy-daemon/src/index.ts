@@ -21,3 +21,6 @@ export * from './redis-store.js';
 export * from './fallback-store.js';
 export * from './circuit-breaker.js';
 export * from './counter-snapshot.js';
+export * from './evidence.js';
+export * from './admin-server.js';
+export * from './admin-client.js';

@@ -7,6 +7,7 @@
  *   levee replay FILE [...]        what a candidate config would do to captured requests
  *   levee status | top | blocks    ask the running daemon (admin endpoint)
  *   levee block | unblock ADDRESS  change its block list (admin token)
+ *   levee report [ADDRESS] [--arf] evidence for an offender's abuse contact
  *   levee default-config           print the embedded default configuration
  *
  * Signals while running: SIGHUP re-reads the config file (a bad file is
@@ -14,11 +15,13 @@
  */
 
 import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { PolicyRequest } from '@levee/milter-proto';
 import { DEFAULT_CONFIG_YAML } from '@levee/rules';
 import { adminRequest, adminTarget, formatStatus, formatTop } from './admin-client.js';
 import { readConfigFile } from './config-file.js';
+import { formatArf, formatEvidence, type Evidence } from './evidence.js';
 import { startDaemon } from './daemon.js';
 import { createOfflineRunner, formatExplanation, formatReplaySummary, parsePolicyRequests, replayRequests, requestFromAssignments } from './offline-run.js';
 import { createStdoutLogger, LOG_LEVELS, type LogLevel } from './logger.js';
@@ -155,6 +158,32 @@ Example:
     .argument('<address>', 'the address or CIDR as blocked')
     .action(async (address: string, opts: AdminOpts) => {
       await callAdmin(opts, 'DELETE', `/blocks?address=${encodeURIComponent(address)}`, undefined, (b) => `unblocked ${(b as { unblocked: string }).unblocked}\n`);
+    });
+
+  adminOptions(program.command('report').description('what an offending client address did, for its abuse contact (never the forged sender)'))
+    .argument('[address]', 'the client IP; without it, the worst offenders')
+    .option('--arf', 'print an abuse report message (RFC 5965 ARF) instead of the summary')
+    .option('--to <address>', 'ARF To: the abuse contact of the IP (look it up: whois / abuse.net)', 'abuse@invalid')
+    .option('--from <address>', 'ARF From: your postmaster address', 'postmaster@localhost')
+    .option('--reporter <host>', 'the reporting host name in the ARF report', hostname())
+    .addHelpText(
+      'after',
+      `
+Send reports to the abuse contact of the connecting IP (whois, abuse.net), never to the
+envelope sender: in worm and spam floods the sender is forged, and mailing it is backscatter.`,
+    )
+    .action(async (address: string | undefined, opts: AdminOpts & { arf?: boolean; to: string; from: string; reporter: string }) => {
+      const path = address === undefined ? '/evidence' : `/evidence?address=${encodeURIComponent(address)}`;
+      await callAdmin(opts, 'GET', path, undefined, (body) => {
+        if (Array.isArray(body)) {
+          const rows = body as Evidence[];
+          return rows.length === 0
+            ? 'no offenders recorded\n'
+            : rows.map((e) => `${e.address}  ${Object.entries(e.actions).map(([a, n]) => `${a} ${String(n)}`).join(', ')}  last ${new Date(e.lastSeen).toISOString()}\n`).join('');
+        }
+        const e = body as Evidence;
+        return opts.arf === true ? formatArf(e, { from: opts.from, to: opts.to, reporter: opts.reporter, now: Date.now() }) : formatEvidence(e);
+      });
     });
 
   program

@@ -1,30 +1,16 @@
 // levee status / top / blocks / block / unblock against a running daemon's
 // admin endpoint, run as the compiled CLI, as an admin would.
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { runCli } from './support/cli.js';
 import { rcptRequest, startTestDaemon, type TestDaemon } from './support/daemon.js';
 
 jest.setTimeout(30_000);
 
-const CLI = join(__dirname, '..', 'dist', 'cli.js');
 const TOKEN = 'correct-horse-battery-staple-42';
 
-function levee(args: string[], env: Record<string, string> = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-    child.on('close', (status) => {
-      clearTimeout(timer);
-      resolve({ status, stdout, stderr });
-    });
-  });
-}
+const levee = runCli;
 
 describe('admin endpoint and CLI', () => {
   let dir: string;
