@@ -78,6 +78,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const startedAt = now();
   const localStore = createMemoryStore({ maxKeys: options.config.counters.maxKeys });
   const metrics = createMetrics({ counterKeys: () => localStore.size, counterEvictions: () => localStore.evictions });
+  metrics.configLoadedAt.set(now() / 1000);
   const counters = await startCounterBackend({ settings: options.config.counters, log, metrics, now, local: localStore });
   const store = counters.store;
   const load = createLoadMonitor({
@@ -237,6 +238,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       live = { config, ruleset, directory };
       adminToken = readToken(config.admin.tokenFile, log);
       metrics.configReloads.labels('ok').inc();
+      metrics.configLoadedAt.set(now() / 1000);
       log.info({ config: source, rules: config.rules.length }, 'configuration reloaded');
     },
     async close(graceMs = 5000) {

@@ -17,6 +17,8 @@ export interface Metrics {
   readonly connections: Gauge<'protocol'>;
   readonly counterKeys: Gauge;
   readonly configReloads: Counter<'outcome'>;
+  /** When the running configuration was loaded (start or last good reload), seconds since the epoch. */
+  readonly configLoadedAt: Gauge;
   /** Requests answered from local counts because the shared store failed or its breaker was open. */
   readonly counterBackendErrors: Counter<'backend' | 'outcome'>;
   /** 1 while the shared counter store is skipped (breaker open), else 0. */
@@ -81,6 +83,11 @@ export function createMetrics(options: { readonly counterKeys?: () => number; re
       collect() {
         this.set(sizeOf());
       },
+    }),
+    configLoadedAt: new Gauge({
+      name: 'levee_config_last_load_timestamp_seconds',
+      help: 'When the running configuration was loaded (start or last successful reload).',
+      registers,
     }),
     configReloads: new Counter({
       name: 'levee_config_reloads_total',

@@ -52,6 +52,11 @@ describe('deploy artefacts match the daemon', () => {
     expect(used.filter((name) => !exposed.has(name))).toEqual([]);
   });
 
+  test('deploy/examples/levee.yaml, the annotated example, loads without errors or warnings', () => {
+    const loaded = loadConfigText(read('deploy/examples/levee.yaml'), 'deploy/examples/levee.yaml');
+    expect(loaded.ok ? loaded.warnings : loaded.errors).toEqual([]);
+  });
+
   test('the dashboard is valid JSON with a datasource variable and panels', () => {
     const dashboard = JSON.parse(read('deploy/grafana/levee-dashboard.json')) as { panels: unknown[]; templating: { list: { name: string }[] } };
     expect(dashboard.panels.length).toBeGreaterThan(10);
