@@ -12,6 +12,7 @@ import {
   loadConfig,
   parseRecipientDirectory,
   type LeveeConfig,
+  type BatvKey,
   type RecipientDirectory,
   type Ruleset,
 } from '@levee/rules';
@@ -28,6 +29,8 @@ export type LoadedConfig =
       readonly warnings: readonly string[];
       /** From recipients.file, when configured. */
       readonly directory: RecipientDirectory | undefined;
+      /** The BATV key from batv.secret_file, when configured. */
+      readonly batvKey: BatvKey | undefined;
     }
   | { readonly ok: false; readonly source: string; readonly errors: readonly string[] };
 
@@ -42,11 +45,26 @@ export function loadConfigText(text: string, source: string): LoadedConfig {
     ruleset: compileRules(loaded.config),
     warnings: loaded.warnings.map(formatConfigIssue),
     directory: undefined,
+    batvKey: undefined,
   };
 }
 
+/** withFiles - read the files a loaded config names (recipients, BATV secret); their errors fail the whole load. */
+export async function withFiles(loaded: LoadedConfig): Promise<LoadedConfig> {
+  const batv = loaded.ok ? loaded.config.batv : undefined;
+  if (!loaded.ok || batv === undefined) return withDirectory(loaded);
+  let secret: string;
+  try {
+    secret = (await readFile(batv.secretFile, 'utf8')).trim();
+  } catch (error) {
+    return { ok: false, source: loaded.source, errors: [`${batv.secretFile}: cannot read (batv.secret_file): ${(error as Error).message}`] };
+  }
+  if (secret.length < 16) return { ok: false, source: loaded.source, errors: [`${batv.secretFile}: the BATV secret must be at least 16 characters`] };
+  return withDirectory({ ...loaded, batvKey: { id: batv.keyId, secret } });
+}
+
 /** withDirectory - read the recipients file a loaded config names; its errors fail the whole load. */
-export async function withDirectory(loaded: LoadedConfig): Promise<LoadedConfig> {
+async function withDirectory(loaded: LoadedConfig): Promise<LoadedConfig> {
   if (!loaded.ok || loaded.config.recipients.file === undefined) return loaded;
   const file = loaded.config.recipients.file;
   let text: string;
@@ -62,12 +80,12 @@ export async function withDirectory(loaded: LoadedConfig): Promise<LoadedConfig>
 
 /** readConfigFile - the file at `path`, or the embedded defaults when `path` is undefined. */
 export async function readConfigFile(path: string | undefined): Promise<LoadedConfig> {
-  if (path === undefined) return withDirectory(loadConfigText(DEFAULT_CONFIG_YAML, EMBEDDED_DEFAULTS));
+  if (path === undefined) return withFiles(loadConfigText(DEFAULT_CONFIG_YAML, EMBEDDED_DEFAULTS));
   let text: string;
   try {
     text = await readFile(path, 'utf8');
   } catch (error) {
     return { ok: false, source: path, errors: [`${path}: cannot read: ${(error as Error).message}`] };
   }
-  return withDirectory(loadConfigText(text, path));
+  return withFiles(loadConfigText(text, path));
 }

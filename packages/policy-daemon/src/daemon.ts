@@ -12,7 +12,19 @@
  * them needs a restart (a reload logs a warning).
  */
 
-import { blockAdd, blockedBy, blockRemove, canonicalIp, live as live_, type BlockList, type CounterStore, type LeveeConfig, type RecipientDirectory, type Ruleset } from '@levee/rules';
+import {
+  batvSign,
+  blockAdd,
+  blockedBy,
+  blockRemove,
+  canonicalIp,
+  compileCidrList,
+  live as live_,
+  parseIp,
+  type BatvKey,
+  type Facts,
+  type IpAddress,
+  type BlockList, type CounterStore, type LeveeConfig, type RecipientDirectory, type Ruleset } from '@levee/rules';
 import { readFileSync } from 'node:fs';
 import { startAdminServer, type AdminActions, type AdminServer } from './admin-server.js';
 import { createEvidenceStore } from './evidence.js';
@@ -37,6 +49,8 @@ export interface DaemonOptions {
   readonly directory?: RecipientDirectory | undefined;
   /** Load readings for outbreak tiers (tests inject them; default: this machine). */
   readonly loadSources?: LoadSources;
+  /** The BATV key read from batv.secret_file, if BATV is configured. */
+  readonly batvKey?: BatvKey | undefined;
 }
 
 export interface Daemon {
@@ -56,7 +70,7 @@ export interface Daemon {
   /** The postmaster's block list as it is now. */
   blocks(): BlockList;
   /** Swap in a new config (already validated) and its recipient directory, together. */
-  reload(config: LeveeConfig, ruleset: Ruleset, source: string, directory?: RecipientDirectory): void;
+  reload(config: LeveeConfig, ruleset: Ruleset, source: string, directory?: RecipientDirectory, batvKey?: BatvKey): void;
   /** Stop accepting, let in-flight requests finish, close idle connections; bounded by `graceMs`. */
   close(graceMs?: number): Promise<void>;
 }
@@ -65,13 +79,20 @@ interface Live {
   readonly config: LeveeConfig;
   readonly ruleset: Ruleset;
   readonly directory: RecipientDirectory | undefined;
+  readonly batvKey: BatvKey | undefined;
+  /** Networks whose mail is BATV-signed besides authenticated clients. */
+  readonly signClients: (address: IpAddress | undefined) => boolean;
+}
+
+function liveState(config: LeveeConfig, ruleset: Ruleset, directory: RecipientDirectory | undefined, batvKey: BatvKey | undefined): Live {
+  return { config, ruleset, directory, batvKey, signClients: compileCidrList(config.batv?.signClients ?? []) };
 }
 
 /** startDaemon - open every listener the config names; rejects if any cannot be opened. */
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const { log } = options;
   const now = options.now ?? Date.now;
-  let live: Live = { config: options.config, ruleset: options.ruleset, directory: options.directory };
+  let live: Live = liveState(options.config, options.ruleset, options.directory, options.batvKey);
   let blocks: BlockList = [];
   const evidence = createEvidenceStore();
   let adminToken = readToken(options.config.admin.tokenFile, log);
@@ -107,6 +128,20 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     },
     blocked: (address) => blockedBy(blocks, address, now()),
     decided: (facts, verdict) => evidence.note(facts, verdict, now()),
+    batv: () => (live.batvKey === undefined || live.config.batv === undefined ? undefined : { key: live.batvKey, domains: live.config.batv.domains }),
+  };
+
+  /** The BATV-signed envelope sender for outbound mail of our domains, or undefined. */
+  const signSender = (facts: Facts): string | undefined => {
+    const batv = live.config.batv;
+    const key = live.batvKey;
+    const sender = facts.sender;
+    if (batv === undefined || key === undefined || sender === undefined || sender === '') return undefined;
+    const domain = sender.slice(sender.lastIndexOf('@') + 1).toLowerCase();
+    if (!batv.domains.includes(domain)) return undefined;
+    const authenticated = facts.saslUsername !== undefined && facts.saslUsername !== '';
+    if (!authenticated && !live.signClients(facts.clientAddress === undefined ? undefined : parseIp(facts.clientAddress))) return undefined;
+    return batvSign(sender, key, now(), batv.validDays);
   };
   const policy = createPolicyService({
     decider,
@@ -118,6 +153,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const milter = createMilterService({
     decider,
     shedContent: () => load.tier === 'shed' || load.tier === 'refuse',
+    signSender,
     metrics,
     log,
     settings: () => live.config.policy,
@@ -228,14 +264,14 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     store,
     localStore,
     counters,
-    reload(config, ruleset, source, directory) {
+    reload(config, ruleset, source, directory, batvKey) {
       if (JSON.stringify(config.listen) !== JSON.stringify(live.config.listen) || JSON.stringify(config.metrics) !== JSON.stringify(live.config.metrics)) {
         log.warn('listen or metrics addresses changed: they take effect at the next restart');
       }
       if (JSON.stringify(config.counters) !== JSON.stringify(live.config.counters)) {
         log.warn('counters settings changed: they take effect at the next restart');
       }
-      live = { config, ruleset, directory };
+      live = liveState(config, ruleset, directory, batvKey);
       adminToken = readToken(config.admin.tokenFile, log);
       metrics.configReloads.labels('ok').inc();
       metrics.configLoadedAt.set(now() / 1000);

@@ -8,12 +8,15 @@
  */
 
 import {
+  batvStrip,
+  batvVerify,
   classifyRecipient,
   decideWithStore,
   type CounterStore,
   type Decision,
   type FailAction,
   type Facts,
+  type BatvKey,
   type BlockEntry,
   type RecipientDirectory,
   type Ruleset,
@@ -29,6 +32,8 @@ export interface DeciderDeps {
   readonly now: () => number;
   /** The recipient directory, read per request like the ruleset. */
   readonly directory?: () => RecipientDirectory | undefined;
+  /** BATV: the key and the domains whose recipients are checked, when configured. */
+  readonly batv?: () => { readonly key: BatvKey; readonly domains: readonly string[] } | undefined;
   /** The outbreak tier now, and the answer delay of tier delay and above. */
   readonly tier?: () => Tier;
   readonly loadDelayMs?: () => number;
@@ -84,11 +89,23 @@ function seen(facts: Facts, decision: Decision, deps: DeciderDeps): DecisionOutc
   return { ok: true, decision };
 }
 
-/** The facts with what the recipient directory says of the recipient, when there is both. */
-function classified(facts: Facts, deps: DeciderDeps): Facts {
+/**
+ * The facts with what the recipient directory and BATV say of the recipient.
+ * The directory sees the address without its BATV tag (prvs=...=alice@ is alice@).
+ */
+function classified(facts: Facts, deps: DeciderDeps, now: number): Facts {
+  const recipient = facts.recipient;
+  if (recipient === undefined) return facts;
   const directory = deps.directory?.();
-  if (directory === undefined || facts.recipient === undefined) return facts;
-  return { ...facts, recipientStatus: classifyRecipient(directory, facts.recipient) };
+  const batv = deps.batv?.();
+  if (directory === undefined && batv === undefined) return facts;
+  const plain = batvStrip(recipient);
+  const domain = plain.slice(plain.lastIndexOf('@') + 1).toLowerCase();
+  return {
+    ...facts,
+    ...(directory === undefined ? {} : { recipientStatus: classifyRecipient(directory, plain) }),
+    ...(batv === undefined || !batv.domains.includes(domain) ? {} : { batv: batvVerify(recipient, [batv.key], now) }),
+  };
 }
 
 export type DecisionOutcome = { readonly ok: true; readonly decision: Decision } | { readonly ok: false; readonly error: unknown };
@@ -101,7 +118,7 @@ export function decideFacts(facts: Facts, deps: DeciderDeps): DecisionOutcome | 
     if (block !== undefined) return seen(facts, blockDecision(facts.stage, block), deps);
     const tier = deps.tier?.() ?? 'normal';
     if (tier === 'refuse' && REFUSE_STAGES.has(facts.stage)) return seen(facts, refuseDecision(facts.stage), deps);
-    const input = classified(tier === 'normal' ? facts : { ...facts, tier }, deps);
+    const input = classified(tier === 'normal' ? facts : { ...facts, tier }, deps, deps.now());
     const delayMs = tier !== 'normal' && DELAY_STAGES.has(facts.stage) ? (deps.loadDelayMs?.() ?? 0) : 0;
     const decision = decideWithStore(input, deps.ruleset(), deps.store, deps.now());
     if (!(decision instanceof Promise)) return seen(input, slowed(decision, delayMs), deps);

@@ -28,6 +28,7 @@ import type { Socket } from 'node:net';
 import {
   DEFAULT_MILTER_WANTED,
   serveMilterConnection,
+  SMFIF_CHGFROM,
   SMFIP_NR_BODY,
   SMFIP_NR_EOH,
   SMFIP_NR_HDR,
@@ -55,6 +56,8 @@ import { verdictToMilterResponse } from './milter-verdict.js';
  */
 export const LEVEE_MILTER_WANTED: MilterWanted = {
   ...DEFAULT_MILTER_WANTED,
+  // CHGFROM: BATV signs outbound envelope senders (only used when the MTA agreed).
+  actions: (DEFAULT_MILTER_WANTED.actions | SMFIF_CHGFROM) >>> 0,
   protocol: (DEFAULT_MILTER_WANTED.protocol | SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY) >>> 0,
   macros: {
     connect: ['j', '{daemon_name}'],
@@ -71,6 +74,8 @@ export interface MilterServiceOptions {
   readonly settings: () => { readonly failAction: FailAction };
   /** True in load tiers where expensive content checks are skipped (shed): no MIME scanning. */
   readonly shedContent?: () => boolean;
+  /** BATV: the signed envelope sender for this outbound message, or undefined (milter CHGFROM). */
+  readonly signSender?: (facts: Facts) => string | undefined;
 }
 
 /** Answer after `delayMs` (a tarpit, or the delay of a load tier), or at once. */
@@ -222,9 +227,13 @@ export function createMilterService(options: MilterServiceOptions): MilterServic
     const onMailDecision = at('mail');
     const onData = at('data', () => ({ recipientCount: message.acceptedRecipients }));
 
-    const endOfMessage = (verdict: Verdict): MilterEomResponse => {
+    const endOfMessage = (verdict: Verdict, f: Facts, ctx: MilterContext): MilterEomResponse => {
       const response = respond(verdict, 'eom');
       const modifications: MilterModification[] = message.headers.map((h) => ({ type: 'addHeader', name: h.name, value: h.value }));
+      if ((ctx.agreed.actions & SMFIF_CHGFROM) !== 0 && (response.action === 'continue' || response.action === 'accept')) {
+        const signed = options.signSender?.(f);
+        if (signed !== undefined) modifications.push({ type: 'changeFrom', from: `<${signed}>` });
+      }
       const quarantine = message.quarantine ?? quarantineAll;
       if (quarantine !== undefined && (response.action === 'continue' || response.action === 'accept')) {
         modifications.push({ type: 'quarantine', reason: quarantine });
@@ -295,7 +304,9 @@ export function createMilterService(options: MilterServiceOptions): MilterServic
             message: content,
           });
           const verdict = decideStage(f);
-          return verdict instanceof Promise ? verdict.then((v) => after(endOfMessage(v), v.delayMs)) : after(endOfMessage(verdict), verdict.delayMs);
+          return verdict instanceof Promise
+            ? verdict.then((v) => after(endOfMessage(v, f, ctx), v.delayMs))
+            : after(endOfMessage(verdict, f, ctx), verdict.delayMs);
         },
         onAbort() {
           message.scanner?.abort();

@@ -298,7 +298,7 @@ async function runDaemon(configPath: string | undefined, logLevel: LogLevel | un
 
   let daemon;
   try {
-    daemon = await startDaemon({ config: loaded.config, ruleset: loaded.ruleset, source: loaded.source, log, directory: loaded.directory });
+    daemon = await startDaemon({ config: loaded.config, ruleset: loaded.ruleset, source: loaded.source, log, directory: loaded.directory, batvKey: loaded.batvKey });
   } catch (error) {
     log.fatal({ err: (error as Error).message }, 'cannot start');
     exit(EX_CONFIG);
@@ -317,7 +317,7 @@ async function runDaemon(configPath: string | undefined, logLevel: LogLevel | un
         return;
       }
       for (const warning of next.warnings) log.warn({ config: next.source }, warning);
-      running.reload(next.config, next.ruleset, next.source, next.directory);
+      running.reload(next.config, next.ruleset, next.source, next.directory, next.batvKey);
     });
   });
   let stopping = false;

@@ -21,6 +21,7 @@ import { cidrHasHostBits, formatCidr, parseCidr, parseIp } from './ip.js';
 import { checkPattern, type PatternField } from './string-pattern.js';
 import type { RecipientStatus } from './recipient-directory.js';
 import type { Tier, TierThresholds } from './load-tier.js';
+import type { BatvCheck } from './batv.js';
 import { parseKeyTemplate } from './key-template.js';
 import { formatDuration, parseDuration } from './duration.js';
 import { completeReply, replyClassForAction, validateReply, validateReplyText } from './reply.js';
@@ -79,6 +80,8 @@ export interface Conditions {
   readonly recipientStatus?: readonly RecipientStatus[] | undefined;
   /** Holds in these load tiers (outbreak mode): rules that only run under load. */
   readonly tier?: readonly Tier[] | undefined;
+  /** What BATV says of the recipient (set for recipients in batv.domains when BATV is configured). */
+  readonly batv?: readonly BatvCheck[] | undefined;
   /** The message is a multipart/report of one of these report-types (delivery-status: a DSN bounce). */
   readonly report?: readonly string[] | undefined;
   /** The message does (not) return the headers of another message (a bounce with the original attached). */
@@ -161,6 +164,18 @@ export interface LoadSettings {
   readonly thresholds: TierThresholds;
 }
 
+export interface BatvSettings {
+  /** Where the secret is (the daemon reads it); at least 16 characters. */
+  readonly secretFile: string;
+  /** 0-9, carried in each tag so the secret can be rotated. */
+  readonly keyId: number;
+  /** Envelope senders in these domains are signed; bounces to them are checked. */
+  readonly domains: readonly string[];
+  readonly validDays: number;
+  /** Besides authenticated clients, mail from these networks is signed (your own hosts). */
+  readonly signClients: readonly string[];
+}
+
 /** The longest tarpit delay: Postfix's policy timeout we recommend is 10s, sendmail's milter read timeout 10-20s. */
 export const MAX_RULE_DELAY_MS = 5000;
 
@@ -174,6 +189,8 @@ export interface LeveeConfig {
   /** The recipient directory (recipient-directory.ts); the daemon reads the file. */
   readonly recipients: { readonly file: string | undefined };
   readonly load: LoadSettings;
+  /** BATV: sign outbound envelope senders of these domains, verify bounces to them. */
+  readonly batv: BatvSettings | undefined;
   /** The admin endpoint (levee status/top/block); false: off. */
   readonly admin: { readonly listen: HostPort | false; readonly tokenFile: string | undefined };
   readonly rules: readonly RuleConfig[];
@@ -335,6 +352,7 @@ const conditions = z
     recipient_status: stringList(z.enum(['known', 'unknown', 'foreign'], { error: 'expected known, unknown or foreign' })).optional(),
     tier: stringList(z.enum(['normal', 'delay', 'shed', 'refuse'], { error: 'expected normal, delay, shed or refuse' })).optional(),
     report: stringList(patternItem('text')).optional(),
+    batv: stringList(z.enum(['valid', 'expired', 'bad-signature', 'unknown-key', 'unsigned'], { error: 'expected valid, expired, bad-signature, unknown-key or unsigned' })).optional(),
     returns_headers: z.boolean({ error: 'expected true or false' }).optional(),
     returned_received: stringList(patternItem('text')).optional(),
   })
@@ -360,6 +378,7 @@ const conditions = z
       recipientStatus: c.recipient_status,
       tier: c.tier,
       report: c.report,
+      batv: c.batv,
       returnsHeaders: c.returns_headers,
       returnedReceived: c.returned_received,
     }),
@@ -687,6 +706,24 @@ export const configSchema = z
       }),
     ),
     load: section(loadSection),
+    batv: z
+      .strictObject({
+        secret_file: z.string({ error: 'expected an absolute path' }).regex(/^\/[^\0]*$/, 'secret_file must be an absolute path'),
+        key_id: z.int({ error: 'expected a whole number 0-9' }).min(0).max(9).default(0),
+        domains: stringList(checkedString((d) => (/^[a-z0-9.-]+\.[a-z]{2,}$/i.test(d) ? undefined : `"${d}" is not a domain`))),
+        valid_days: z.int({ error: 'expected a whole number of days' }).min(1).max(30).default(7),
+        sign_clients: stringList(cidrItem, true).default([]),
+      })
+      .transform(
+        (b): BatvSettings => ({
+          secretFile: b.secret_file,
+          keyId: b.key_id,
+          domains: b.domains.map((d: string) => d.toLowerCase()),
+          validDays: b.valid_days,
+          signClients: b.sign_clients as string[],
+        }),
+      )
+      .optional(),
     admin: section(
       z
         .strictObject({
@@ -725,6 +762,7 @@ export const configSchema = z
       policy: { failAction: c.policy.fail_action, idleTimeoutMs: c.policy.idle_timeout },
       recipients: { file: c.recipients.file },
       load: c.load,
+      batv: c.batv,
       admin: c.admin,
       rules: c.rules,
     }),

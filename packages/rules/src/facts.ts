@@ -49,6 +49,8 @@ export interface Facts {
   readonly totalConcurrency?: number;
   /** The outbreak tier at the time of the decision (load-tier.ts). */
   readonly tier?: 'normal' | 'delay' | 'shed' | 'refuse';
+  /** BATV check of `recipient` when it is in batv.domains (only when BATV is configured). */
+  readonly batv?: 'valid' | 'expired' | 'bad-signature' | 'unknown-key' | 'unsigned';
   /** What the recipient directory says of `recipient` (only when one is configured). */
   readonly recipientStatus?: 'known' | 'unknown' | 'foreign';
   /** What the content of the message showed (milter, from end of headers on). */

@@ -43,6 +43,7 @@ export type {
   CountMode,
   FailAction,
   HostPort,
+  BatvSettings,
   LeveeConfig,
   LimitConfig,
   ListenAddress,
@@ -84,3 +85,5 @@ export type { LoadReadings, Signal, Tier, TierPolicy, TierState, TierThresholds 
 export { DEFAULT_TIER_POLICY, INITIAL_TIER_STATE, stepTier, tierCalledFor, TIERS } from './load-tier.js';
 export type { BlockEntry, BlockList } from './block-list.js';
 export { blockAdd, blockedBy, blockRemove, live, normaliseNetwork } from './block-list.js';
+export type { BatvCheck, BatvKey } from './batv.js';
+export { batvSign, batvStrip, batvVerify } from './batv.js';

@@ -166,6 +166,10 @@ function compileConditions(c: Conditions, prefix: 'match' | 'unless' | 'limit.co
     const r = c.clientConcurrency;
     add('client_concurrency', (v) => inRange(v.facts.clientConcurrency, r));
   }
+  if (c.batv !== undefined) {
+    const wanted = new Set<string>(c.batv);
+    add('batv', (v) => v.facts.batv !== undefined && wanted.has(v.facts.batv));
+  }
   if (c.tier !== undefined) {
     const wanted = new Set<string>(c.tier);
     add('tier', (v) => wanted.has(v.facts.tier ?? 'normal'));

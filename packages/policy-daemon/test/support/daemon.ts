@@ -34,6 +34,8 @@ export interface TestDaemonOptions {
   readonly recipients?: string;
   /** Load readings for outbreak tiers (default: this machine). */
   readonly loadSources?: LoadSources;
+  /** The BATV key, when the config has a batv section (its secret_file is not read here). */
+  readonly batvKey?: { readonly id: number; readonly secret: string };
   /** Also serve the admin endpoint on 127.0.0.1 port 0, with this token file if given. */
   readonly admin?: { readonly tokenFile?: string };
   readonly mutate?: (config: LeveeConfig) => LeveeConfig;
@@ -99,6 +101,7 @@ export async function startTestDaemon(yaml: string, options: TestDaemonOptions =
     now: () => handle.clock,
     directory,
     ...(options.loadSources === undefined ? {} : { loadSources: options.loadSources }),
+    ...(options.batvKey === undefined ? {} : { batvKey: options.batvKey }),
   });
   // A unix-socket listener has no port; such tests connect by path.
   Object.assign(handle, {
