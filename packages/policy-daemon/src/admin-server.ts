@@ -16,8 +16,9 @@
  */
 
 import { timingSafeEqual } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { normaliseNetwork, parseDuration } from '@levee/rules';
+import { listenHttp, type HttpListener } from './http-listener.js';
 
 const MAX_BODY_BYTES = 4096;
 
@@ -30,11 +31,7 @@ export interface AdminActions {
   unblock(network: string): boolean;
 }
 
-export interface AdminServer {
-  readonly server: Server;
-  readonly port: number;
-  close(): Promise<void>;
-}
+export type AdminServer = HttpListener;
 
 function send(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json' }).end(`${JSON.stringify(body)}\n`);
@@ -111,21 +108,5 @@ export async function startAdminServer(actions: AdminActions, host: string, port
   const server = createServer((req, res) => {
     handle(req, res).catch((error: unknown) => send(res, 500, { error: String(error) }));
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host, port }, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const bound = server.address();
-  return {
-    server,
-    port: bound !== null && typeof bound === 'object' ? bound.port : port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  return listenHttp(server, host, port);
 }

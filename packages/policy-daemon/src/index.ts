@@ -24,3 +24,4 @@ export * from './counter-snapshot.js';
 export * from './evidence.js';
 export * from './admin-server.js';
 export * from './admin-client.js';
+export * from './http-listener.js';

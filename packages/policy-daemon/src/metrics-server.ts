@@ -8,15 +8,11 @@
  * counter store still answers every request, so it is a field, not a 503.
  */
 
-import { createServer, type Server } from 'node:http';
+import { createServer } from 'node:http';
 import type { Registry } from 'prom-client';
+import { listenHttp, type HttpListener } from './http-listener.js';
 
-export interface MetricsServer {
-  readonly server: Server;
-  /** The bound port (the real one when 0 was asked for). */
-  readonly port: number;
-  close(): Promise<void>;
-}
+export type MetricsServer = HttpListener;
 
 /** startMetricsServer - listen on host:port; resolves once listening. `health` adds fields to /healthz. */
 export async function startMetricsServer(
@@ -44,21 +40,5 @@ export async function startMetricsServer(
       (error: unknown) => res.writeHead(500).end(String(error)),
     );
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host, port }, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const bound = server.address();
-  return {
-    server,
-    port: bound !== null && typeof bound === 'object' ? bound.port : port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  return listenHttp(server, host, port);
 }
