@@ -19,7 +19,7 @@ import {
   blockRemove,
   canonicalIp,
   compileCidrList,
-  live as live_,
+  liveBlocks,
   parseIp,
   type BatvKey,
   type Facts,
@@ -175,10 +175,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         loadReadings: load.lastReadings,
         counters: { backend: live.config.counters.backend, degraded: counters.degraded(), keys: localStore.size, evictions: localStore.evictions },
         connections: { policy: policy.connections.size, milter: milter.connections.size },
-        blocks: live_(blocks, now()).length,
+        blocks: liveBlocks(blocks, now()).length,
       }),
       top: (n) => topCounters(n),
-      blocks: () => [...live_(blocks, now())],
+      blocks: () => [...liveBlocks(blocks, now())],
       evidence: (address, n) => {
         if (address === undefined) return evidence.top(n);
         const canonical = canonicalIp(address) ?? address;
@@ -257,7 +257,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     get admin() {
       return admin;
     },
-    blocks: () => live_(blocks, now()),
+    blocks: () => liveBlocks(blocks, now()),
     milterConcurrency: (address) => milter.concurrency(address),
     metricsServer,
     metrics,

@@ -45,19 +45,16 @@ export interface DeciderDeps {
   readonly blocked?: (address: string | undefined) => BlockEntry | undefined;
 }
 
+/** A decision Levee makes itself, before any rule: one trail entry naming why. */
+function builtIn(verdict: Verdict & { readonly rule: string }, detail: string): Decision {
+  return { verdict, trail: [{ rule: verdict.rule, index: -1, outcome: 'decided', detail, action: verdict.action }] };
+}
+
 /** A blocked client: 554 at CONNECT (replaces the greeting), 550 later; the reason is logged, not told. */
 function blockDecision(stage: Stage, entry: BlockEntry): Decision {
-  const verdict: Verdict = {
-    action: 'reject',
-    code: stage === 'connect' ? 554 : 550,
-    enhancedCode: '5.7.1',
-    text: 'Your address is blocked by the postmaster',
-    rule: 'admin-block',
-  };
-  return {
-    verdict,
-    trail: [{ rule: 'admin-block', index: -1, outcome: 'decided', detail: `blocked: ${entry.network} (${entry.reason})`, action: 'reject' }],
-  };
+  const text = 'Your address is blocked by the postmaster';
+  const verdict = { action: 'reject', code: stage === 'connect' ? 554 : 550, enhancedCode: '5.7.1', text, rule: 'admin-block' } as const;
+  return builtIn(verdict, `blocked: ${entry.network} (${entry.reason})`);
 }
 
 /** In tier refuse, new mail is turned away at these stages; messages under way finish. */
@@ -67,14 +64,9 @@ const DELAY_STAGES: ReadonlySet<Stage> = new Set<Stage>(['connect', 'mail', 'rcp
 
 /** The built-in answer of tier refuse: 421 (disconnect) at connect, 451 later; 4.3.2 "system not accepting messages". */
 function refuseDecision(stage: Stage): Decision {
-  const verdict: Verdict = {
-    action: 'tempfail',
-    code: stage === 'connect' ? 421 : 451,
-    enhancedCode: '4.3.2',
-    text: 'System overloaded, try again later',
-    rule: 'load-tier',
-  };
-  return { verdict, trail: [{ rule: 'load-tier', index: -1, outcome: 'decided', detail: 'load tier refuse: new mail is turned away', action: 'tempfail' }] };
+  const text = 'System overloaded, try again later';
+  const verdict = { action: 'tempfail', code: stage === 'connect' ? 421 : 451, enhancedCode: '4.3.2', text, rule: 'load-tier' } as const;
+  return builtIn(verdict, 'load tier refuse: new mail is turned away');
 }
 
 /** Tier delay and above: at least the configured delay before answering. */

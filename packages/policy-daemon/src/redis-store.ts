@@ -182,7 +182,10 @@ function reconnectDelay(times: number): number {
  * Attach an 'error' listener (the daemon does), or ioredis reports nothing.
  */
 export function createRedisClient(settings: RedisSettings): RedisClient {
-  // Object literals inline: ioredis's option types do not accept explicit undefineds (exactOptionalPropertyTypes).
+  // The fail-fast options every node connection gets (no undefined values: ioredis's option
+  // types do not accept them under exactOptionalPropertyTypes).
+  const perNode = { maxRetriesPerRequest: 0, commandTimeout: settings.timeoutMs, connectTimeout: 1000 };
+  const single = { ...perNode, enableOfflineQueue: false, enableAutoPipelining: true, lazyConnect: false, retryStrategy: reconnectDelay };
   if (settings.clusterNodes !== undefined) {
     return new Cluster(
       settings.clusterNodes.map((n) => ({ host: n.host, port: n.port })),
@@ -190,7 +193,7 @@ export function createRedisClient(settings: RedisSettings): RedisClient {
         enableOfflineQueue: false,
         enableAutoPipelining: true,
         clusterRetryStrategy: reconnectDelay,
-        redisOptions: { maxRetriesPerRequest: 0, commandTimeout: settings.timeoutMs, connectTimeout: 1000 },
+        redisOptions: perNode,
       },
     );
   }
@@ -199,26 +202,12 @@ export function createRedisClient(settings: RedisSettings): RedisClient {
       sentinels: settings.sentinels.map((n) => ({ host: n.host, port: n.port })),
       name: settings.sentinelName,
       ...(settings.password === undefined ? {} : { password: settings.password }),
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      commandTimeout: settings.timeoutMs,
-      connectTimeout: 1000,
-      enableAutoPipelining: true,
-      lazyConnect: false,
-      retryStrategy: reconnectDelay,
+      ...single,
       sentinelRetryStrategy: reconnectDelay,
     });
   }
   if (settings.url === undefined) throw new Error('counters.redis needs url, cluster_nodes or sentinels');
-  return new Redis(settings.url, {
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    commandTimeout: settings.timeoutMs,
-    connectTimeout: 1000,
-    enableAutoPipelining: true,
-    lazyConnect: false,
-    retryStrategy: reconnectDelay,
-  });
+  return new Redis(settings.url, single);
 }
 
 /** Where the client points, without credentials (for logs and /healthz). */

@@ -29,18 +29,18 @@ export function normaliseNetwork(text: string): string | undefined {
 
 /** blockAdd - the list with `network` blocked (replacing an entry for the same network). */
 export function blockAdd(list: BlockList, entry: BlockEntry, now: number): BlockList {
-  return [...live(list, now).filter((e) => e.network !== entry.network), entry];
+  return [...liveBlocks(list, now).filter((e) => e.network !== entry.network), entry];
 }
 
 /** blockRemove - the list without `network`; also reports whether it was there. */
 export function blockRemove(list: BlockList, network: string, now: number): { list: BlockList; removed: boolean } {
-  const kept = live(list, now);
+  const kept = liveBlocks(list, now);
   const next = kept.filter((e) => e.network !== network);
   return { list: next, removed: next.length !== kept.length };
 }
 
-/** live - the entries still in force at `now`. */
-export function live(list: BlockList, now: number): BlockList {
+/** liveBlocks - the entries still in force at `now`. */
+export function liveBlocks(list: BlockList, now: number): BlockList {
   return list.every((e) => e.until === undefined || e.until > now) ? list : list.filter((e) => e.until === undefined || e.until > now);
 }
 

@@ -1,4 +1,4 @@
-import { blockAdd, blockedBy, blockRemove, live, normaliseNetwork, type BlockList } from '../src/block-list.js';
+import { blockAdd, blockedBy, blockRemove, liveBlocks, normaliseNetwork, type BlockList } from '../src/block-list.js';
 
 describe('block list', () => {
   test('addresses and networks are normalised to canonical CIDRs', () => {
@@ -26,7 +26,7 @@ describe('block list', () => {
 
   test('expired entries are dropped at the next change', () => {
     const list = blockAdd([], { network: '192.0.2.1/32', until: 100, reason: 'x', since: 0 }, 0);
-    expect(live(list, 200)).toEqual([]);
+    expect(liveBlocks(list, 200)).toEqual([]);
     expect(blockAdd(list, { network: '192.0.2.2/32', until: undefined, reason: 'y', since: 200 }, 200).map((e) => e.network)).toEqual(['192.0.2.2/32']);
   });
 });
