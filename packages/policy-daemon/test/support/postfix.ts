@@ -24,15 +24,14 @@
 // sockets only (no /etc/hosts, no resolv.conf, no inet sockets).
 //
 // Must run as root (private queue directories, bind mounts, namespaces).
+import { readMaildir, waitForMaildir } from './mail-sink.js';
 import {
   chmodSync,
   chownSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
-  readdirSync,
   readFileSync,
-  statSync,
   utimesSync,
   writeFileSync,
 } from 'node:fs';
@@ -418,28 +417,7 @@ async function startOnce(
     return result;
   };
 
-  const deliveredMessages = (): string[] => {
-    const files: { path: string; mtime: number; name: string }[] = [];
-    for (const sub of ['new', 'cur']) {
-      const dir = join(l.sink, sub);
-      let names: string[];
-      try {
-        names = readdirSync(dir);
-      } catch {
-        continue;
-      }
-      for (const name of names) {
-        const path = join(dir, name);
-        try {
-          files.push({ path, name, mtime: statSync(path).mtimeMs });
-        } catch {
-          // moved between new/ and cur/ meanwhile
-        }
-      }
-    }
-    files.sort((a, b) => a.mtime - b.mtime || a.name.localeCompare(b.name));
-    return files.map((f) => readIfExists(f.path));
-  };
+  const deliveredMessages = (): string[] => readMaildir(l.sink);
 
   let stopped: Promise<void> | undefined;
   const instance: PostfixInstance = {
@@ -454,25 +432,9 @@ async function startOnce(
     queueIds,
     holdQueue: async () => (await queueIds()).filter((q) => q.queue === 'hold').map((q) => q.id),
     deliveredMessages,
-    async waitForDelivery(count: number, timeoutMs: number): Promise<string[]> {
-      const end = Date.now() + timeoutMs;
-      for (;;) {
-        const msgs = deliveredMessages();
-        if (msgs.length >= count) return msgs;
-        if (Date.now() > end) {
-          let queue = '';
-          try {
-            queue = JSON.stringify(await queueIds());
-          } catch (e) {
-            queue = String(e);
-          }
-          throw new Error(
-            `expected ${count} delivered message(s) within ${timeoutMs} ms, got ${msgs.length}; queue: ${queue}\n--- maillog ---\n${readIfExists(l.maillog)}`,
-          );
-        }
-        await sleep(50);
-      }
-    },
+    waitForDelivery: (count: number, timeoutMs: number): Promise<string[]> =>
+      waitForMaildir(deliveredMessages, queueIds, () => readIfExists(l.maillog), count, timeoutMs),
+
     async flush(): Promise<void> {
       await command('postqueue', ['-f']);
     },

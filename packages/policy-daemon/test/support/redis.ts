@@ -14,9 +14,10 @@
 // lock file in the temp dir (like support/postfix.ts), so parallel jest workers
 // never pick the same one, and the lock is kept across kill/restart of the
 // same instance.
+import { alive, releasePort, reservePort, sleep } from './process-tools.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -38,63 +39,6 @@ export interface RedisInstance {
   restart(): Promise<void>;
   /** Stop everything, remove the temp dir and the port lock. Idempotent. */
   stop(): Promise<void>;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function tryListen(port: number): Promise<number | undefined> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.once('error', () => resolve(undefined));
-    srv.listen({ host: '127.0.0.1', port, exclusive: true }, () => {
-      const addr = srv.address();
-      const got = typeof addr === 'object' && addr !== null ? addr.port : undefined;
-      srv.close(() => resolve(got));
-    });
-  });
-}
-
-function lockPath(port: number): string {
-  return join(tmpdir(), `levee-redis-port-${port}.lock`);
-}
-
-function lockPort(port: number): boolean {
-  const path = lockPath(port);
-  for (let i = 0; i < 2; i++) {
-    try {
-      writeFileSync(path, `${process.pid}\n`, { flag: 'wx' });
-      return true;
-    } catch {
-      let holder = 0;
-      try {
-        holder = Number(readFileSync(path, 'utf8').trim());
-      } catch {
-        // vanished meanwhile: try again
-      }
-      if (Number.isInteger(holder) && holder > 0 && alive(holder)) return false;
-      rmSync(path, { force: true });
-    }
-  }
-  return false;
-}
-
-async function reservePort(): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const port = await tryListen(0);
-    if (port !== undefined && port !== 6379 && lockPort(port)) return port;
-  }
-  throw new Error('could not find a free loopback port');
 }
 
 /** Resolves when a TCP connection to the port succeeds and PING answers PONG. */
@@ -155,7 +99,8 @@ export function redisAvailable(): boolean {
 export async function startRedis(options: RedisOptions = {}): Promise<RedisInstance> {
   if (!redisAvailable()) throw new Error(`${REDIS_SERVER} is missing; ${INSTALL_HINT}`);
   const dir = mkdtempSync(join(tmpdir(), 'levee-redis-'));
-  const port = await reservePort();
+  // 6379 is avoided: a system Redis may own it.
+  const port = await reservePort('redis', { avoid: [6379] });
   const sentinel = options.sentinelOf;
   const conf =
     sentinel === undefined
@@ -238,7 +183,7 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisInsta
       }
       if (watchdog?.pid !== undefined) await waitGone(watchdog.pid, 3000);
       rmSync(dir, { recursive: true, force: true });
-      rmSync(lockPath(port), { force: true });
+      releasePort('redis', port);
     },
   };
   return instance;

@@ -36,7 +36,8 @@
 // (nsenter into run.sh), never as a bare binary.
 //
 // Must run as root (namespaces, bind mounts, sendmail's queue).
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import { readMaildir, waitForMaildir } from './mail-sink.js';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -537,27 +538,7 @@ async function startOnce(
     ...parseMailq(await command(['-bp', '-qQ']), true),
   ];
 
-  const deliveredMessages = (): string[] => {
-    const files: { path: string; mtime: number; name: string }[] = [];
-    for (const sub of ['new', 'cur']) {
-      let names: string[];
-      try {
-        names = readdirSync(join(l.sink, sub));
-      } catch {
-        continue;
-      }
-      for (const name of names) {
-        const path = join(l.sink, sub, name);
-        try {
-          files.push({ path, name, mtime: statSync(path).mtimeMs });
-        } catch {
-          // moved meanwhile
-        }
-      }
-    }
-    files.sort((a, b) => a.mtime - b.mtime || a.name.localeCompare(b.name));
-    return files.map((f) => readIfExists(f.path));
-  };
+  const deliveredMessages = (): string[] => readMaildir(l.sink);
 
   let stopped: Promise<void> | undefined;
   const instance: SendmailInstance = {
@@ -583,25 +564,9 @@ async function startOnce(
     queueIds,
     quarantined: async () => (await queueIds()).filter((q) => q.quarantined).map((q) => q.id),
     deliveredMessages,
-    async waitForDelivery(count: number, timeoutMs: number): Promise<string[]> {
-      const end = Date.now() + timeoutMs;
-      for (;;) {
-        const msgs = deliveredMessages();
-        if (msgs.length >= count) return msgs;
-        if (Date.now() > end) {
-          let queue = '';
-          try {
-            queue = JSON.stringify(await queueIds());
-          } catch (e) {
-            queue = String(e);
-          }
-          throw new Error(
-            `expected ${count} delivered message(s) within ${timeoutMs} ms, got ${msgs.length}; queue: ${queue}\n--- maillog ---\n${readIfExists(l.maillog)}`,
-          );
-        }
-        await sleep(50);
-      }
-    },
+    waitForDelivery: (count: number, timeoutMs: number): Promise<string[]> =>
+      waitForMaildir(deliveredMessages, queueIds, () => readIfExists(l.maillog), count, timeoutMs),
+
     command,
     async flush(): Promise<void> {
       await command(['-q']);
