@@ -23,6 +23,7 @@
 import { LRUCache } from 'lru-cache';
 import {
   addToWindow,
+  effectiveWindowMs,
   MAX_BUCKET_COUNT,
   windowTotal,
   type CounterHit,
@@ -155,14 +156,28 @@ export function createMemoryStore(options: { readonly maxKeys: number }): Memory
     return h.slab.buckets === window.buckets && windowMsOf(h.slab, h.slot) === window.windowMs ? h : undefined;
   }
 
+  // limit.distinct: when each (key, value) was first seen, expiring one window
+  // length later. Made on first use, so sites without distinct limits pay nothing.
+  let firstSeen: LRUCache<string, number> | undefined;
+  /** Whether `value` is new for `key` at `now` (and remember it if so). */
+  const isNew = (key: string, value: string, window: WindowSpec, now: number): boolean => {
+    firstSeen ??= new LRUCache<string, number>({ max: options.maxKeys });
+    const marker = `${key}\u0000${value}`;
+    const expires = firstSeen.get(marker);
+    if (expires !== undefined && expires > now) return false;
+    firstSeen.set(marker, now + effectiveWindowMs(window));
+    return true;
+  };
+
   return {
     apply(hits, now) {
       const totals: number[] = [];
       for (const hit of hits) {
+        const amount = hit.distinct !== undefined && hit.amount > 0 && !isNew(hit.key, hit.distinct, hit.window, now) ? 0 : hit.amount;
         let h = held(cache.get(hit.key), hit.window);
         if (h === undefined) h = unpack(place(hit.key, hit.window.buckets, hit.window.windowMs, 0));
         const state = view(h.slab, h.slot);
-        totals.push(addToWindow(state, now, hit.amount, hit.window));
+        totals.push(addToWindow(state, now, amount, hit.window));
         storeNewest(h.slab, h.slot, state.newest);
       }
       return totals;

@@ -98,8 +98,34 @@ for i = 1, n do out[i + 1] = counts[i] or '0' end
 return out
 `;
 
+/**
+ * COUNT_SCRIPT for limit.distinct: KEYS[2] the marker of one value
+ * (`<counter hash>#<value>`, same hash tag, same slot) holding when the value
+ * stops being "seen" in Levee's time; ARGV[6] now, ARGV[7] that expiry (now +
+ * one window), ARGV[8] the marker's TTL (garbage collection, like the hash's).
+ * The amount counts only when the marker is absent or expired. Levee's clock,
+ * not Redis's, decides, as for the windows.
+ */
+export const COUNT_DISTINCT_SCRIPT = COUNT_SCRIPT.replace(
+  'local amount = tonumber(ARGV[2])',
+  `local amount = tonumber(ARGV[2])
+if amount > 0 then
+  local seenUntil = tonumber(redis.call('GET', KEYS[2]) or '')
+  if seenUntil ~= nil and seenUntil > tonumber(ARGV[6]) then
+    amount = 0
+  else
+    redis.call('SET', KEYS[2], ARGV[7], 'PX', ARGV[8])
+  end
+end`,
+);
+
 interface WithCountCommand {
   leveeCount(key: string, bucket: string, amount: string, spec: string, buckets: string, ttlMs: string): Promise<unknown>;
+  leveeCountDistinct(
+    key: string,
+    marker: string,
+    ...args: [bucket: string, amount: string, spec: string, buckets: string, ttlMs: string, now: string, seenUntil: string, markerTtlMs: string]
+  ): Promise<unknown>;
 }
 
 function specText(w: WindowSpec): string {
@@ -134,20 +160,19 @@ const MIN_TTL_MS = 60_000;
 /** createRedisStore - counters in `client` under `keyPrefix`; defines the Lua command on the client. */
 export function createRedisStore(client: RedisClient, keyPrefix: string): RedisCounterStore {
   client.defineCommand('leveeCount', { numberOfKeys: 1, lua: COUNT_SCRIPT });
+  client.defineCommand('leveeCountDistinct', { numberOfKeys: 2, lua: COUNT_DISTINCT_SCRIPT });
   const counting = client as unknown as WithCountCommand;
   const redisKey = (key: string): string => `${keyPrefix}{${key}}`;
 
   async function applyOne(hit: CounterHit, now: number): Promise<number> {
     const w = hit.window;
     const bucket = Number.isFinite(now) ? String(Math.floor(now / bucketWidth(w))) : '';
-    const reply = await counting.leveeCount(
-      redisKey(hit.key),
-      bucket,
-      String(wholeAmount(hit.amount)),
-      specText(w),
-      String(w.buckets),
-      String(ttlMs(w)),
-    );
+    const key = redisKey(hit.key);
+    const args = [bucket, String(wholeAmount(hit.amount)), specText(w), String(w.buckets), String(ttlMs(w))] as const;
+    const reply =
+      hit.distinct === undefined
+        ? await counting.leveeCount(key, ...args)
+        : await counting.leveeCountDistinct(key, `${key}#${hit.distinct}`, ...args, String(now), String(now + effectiveWindowMs(w)), String(ttlMs(w)));
     if (!Array.isArray(reply) || reply.length < 1) throw new Error('malformed counter reply from redis');
     return totalOf(reply[0], reply.slice(1), now, w);
   }

@@ -103,6 +103,8 @@ export interface LimitConfig {
    * is over max: "after 10 unknown recipients, refuse all of this client's mail".
    */
   readonly countIf?: Conditions | undefined;
+  /** Count each value of this key template (e.g. "{recipient_domain}") once per window, not every request. */
+  readonly distinct?: string | undefined;
 }
 
 export interface RuleConfig {
@@ -123,6 +125,8 @@ export interface RuleConfig {
   readonly onStoreError?: StoreErrorAction | undefined;
   /** Tarpit: wait this long before answering when the rule decides. */
   readonly delayMs?: number | undefined;
+  /** Limit rules only: warn first, hold the key after a grace period, for a while (containment.ts). */
+  readonly contain?: { readonly graceMs: number; readonly holdMs: number } | undefined;
 }
 
 export interface RedisSettings {
@@ -176,6 +180,28 @@ export interface BatvSettings {
   readonly signClients: readonly string[];
 }
 
+/** What Levee keeps of the mail it answered quarantine for (the MTA holds the mail itself). */
+export interface HeldSettings {
+  /** Records older than this are forgotten (the mail stays in the MTA's hold queue). */
+  readonly retentionMs: number;
+  /** At most this many records; the oldest go first. */
+  readonly maxRecords: number;
+  /** Run by `levee release` (as the admin who runs it): argv, `{queue_id}` replaced. */
+  readonly releaseCommand: readonly string[];
+  /** Run by `levee drop`: argv, `{queue_id}` replaced. */
+  readonly dropCommand: readonly string[];
+}
+
+/** How the postmaster hears that a customer was warned or held. */
+export interface NotifySettings {
+  /** argv run with the notice on stdin and LEVEE_* variables set. */
+  readonly command: readonly string[] | undefined;
+  /** A mail through the local MTA. */
+  readonly mail: { readonly to: string; readonly from: string; readonly smtp: HostPort } | undefined;
+  /** Notices beyond this many per hour are only logged (a flood of them helps nobody). */
+  readonly maxPerHour: number;
+}
+
 /** The longest tarpit delay: Postfix's policy timeout we recommend is 10s, sendmail's milter read timeout 10-20s. */
 export const MAX_RULE_DELAY_MS = 5000;
 
@@ -191,6 +217,8 @@ export interface LeveeConfig {
   readonly load: LoadSettings;
   /** BATV: sign outbound envelope senders of these domains, verify bounces to them. */
   readonly batv: BatvSettings | undefined;
+  readonly held: HeldSettings;
+  readonly notify: NotifySettings;
   /** The admin endpoint (levee status/top/block); false: off. */
   readonly admin: { readonly listen: HostPort | false; readonly tokenFile: string | undefined };
   readonly rules: readonly RuleConfig[];
@@ -403,13 +431,30 @@ const limit = z
     buckets: z.int({ error: 'expected a whole number' }).min(1, 'at least 1 bucket').max(MAX_BUCKETS, `at most ${MAX_BUCKETS} buckets`).default(DEFAULT_BUCKETS),
     count: z.enum(['requests', 'recipients', 'bytes']).default('requests'),
     count_if: conditions.optional(),
+    distinct: keyTemplate.optional(),
   })
   .superRefine((l, ctx) => {
     if (l.window < l.buckets) {
       ctx.addIssue({ code: 'custom', message: `window ${formatDuration(l.window)} is shorter than ${l.buckets} buckets of 1ms`, path: ['window'] });
     }
+    if (l.distinct !== undefined && l.count !== 'requests') {
+      // Each new value adds one: "recipient domains per hour", not bytes of them.
+      ctx.addIssue({ code: 'custom', message: `distinct counts each new value once; it cannot be combined with count: ${l.count}`, path: ['distinct'] });
+    }
   })
-  .transform((l): LimitConfig => compact({ key: l.key, max: l.max, windowMs: l.window, buckets: l.buckets, count: l.count, countIf: l.count_if }));
+  .transform(
+    (l): LimitConfig => compact({ key: l.key, max: l.max, windowMs: l.window, buckets: l.buckets, count: l.count, countIf: l.count_if, distinct: l.distinct }),
+  );
+
+/** The longest grace period and hold of `contain`. */
+const MAX_CONTAIN_MS = 30 * 86_400_000;
+
+const contain = z
+  .strictObject({
+    grace: boundedDuration(0, MAX_CONTAIN_MS).prefault('15m'),
+    hold_for: boundedDuration(1000, MAX_CONTAIN_MS).prefault('2h'),
+  })
+  .transform((c) => ({ graceMs: c.grace, holdMs: c.hold_for }));
 
 const stage = z.enum(STAGES as readonly Stage[] as [Stage, ...Stage[]]);
 
@@ -430,6 +475,7 @@ const rule = z
     text: z.string({ error: 'expected a string' }).optional(),
     add_header: stringList(headerLine).optional(),
     on_store_error: z.enum(['fail_open', 'fail_closed']).optional(),
+    contain: contain.optional(),
     delay: duration
       .superRefine((ms, ctx) => {
         if (ms > MAX_RULE_DELAY_MS) ctx.addIssue({ code: 'custom', message: `at most ${formatDuration(MAX_RULE_DELAY_MS)}: MTAs give up waiting for an answer` });
@@ -445,6 +491,11 @@ const rule = z
     if (r.on_store_error !== undefined && r.limit === undefined) {
       // Only a limit reads counters, so only a limit can be affected by a failing store.
       issue('on_store_error', 'on_store_error is only for rules with a limit');
+    }
+    if (r.contain !== undefined) {
+      if (r.limit === undefined) issue('contain', 'contain is only for rules with a limit (it acts when the limit is exceeded)');
+      else if (r.action === 'continue' || r.action === 'accept') issue('contain', `contain holds mail with the rule's action; ${r.action} holds nothing (use quarantine)`);
+      else if (r.mode === 'warn') issue('contain', 'contain needs mode enforce: in warn mode nothing is ever held (drop contain to shadow-test the limit)');
     }
     if (r.unless !== undefined && isEmptyConditions(r.unless)) {
       // An empty `unless` always holds, which would switch the rule off entirely.
@@ -497,6 +548,7 @@ const rule = z
       addHeaders: r.add_header,
       delayMs: r.delay,
       onStoreError: r.on_store_error,
+      contain: r.contain,
     }),
   );
 
@@ -670,6 +722,53 @@ const loadSection = z
     }),
   );
 
+/** Postfix's own tools; `levee release`/`drop` run them as the admin (postsuper needs root). */
+export const DEFAULT_RELEASE_COMMAND = ['postsuper', '-H', '{queue_id}'];
+export const DEFAULT_DROP_COMMAND = ['postsuper', '-d', '{queue_id}', 'hold'];
+
+/** An argv list: a program and its arguments, never a shell line. */
+const argv = (what: string, mustHave?: string) =>
+  z
+    .array(z.string({ error: 'expected a string' }).min(1, 'empty argument').refine((a) => !a.includes('\0'), 'argument contains NUL'), {
+      error: `expected ${what} as a list: [program, argument, ...]`,
+    })
+    .min(1, `${what} needs at least the program`)
+    .superRefine((a, ctx) => {
+      if (mustHave !== undefined && !a.some((x) => x.includes(mustHave))) ctx.addIssue({ code: 'custom', message: `${what} must contain ${mustHave}` });
+    });
+
+const ADDRESS_RE = /^[^\s@<>]+@[^\s@<>]+$/;
+const mailAddress = checkedString((s) => (ADDRESS_RE.test(s) ? undefined : `"${s}" is not a mail address like postmaster@example.org`));
+
+const heldSection = z
+  .strictObject({
+    retention: boundedDuration(60_000, 365 * 86_400_000).prefault('7d'),
+    max_records: z.int({ error: 'expected a whole number' }).min(1).max(1_000_000).default(10_000),
+    release_command: argv('release_command', '{queue_id}').default(DEFAULT_RELEASE_COMMAND),
+    drop_command: argv('drop_command', '{queue_id}').default(DEFAULT_DROP_COMMAND),
+  })
+  .transform(
+    (h): HeldSettings => ({ retentionMs: h.retention, maxRecords: h.max_records, releaseCommand: h.release_command, dropCommand: h.drop_command }),
+  );
+
+const notifySection = z
+  .strictObject({
+    command: argv('notify.command').optional(),
+    mail: z
+      .strictObject({
+        to: mailAddress,
+        from: mailAddress.optional(),
+        smtp: metricsListen.prefault('127.0.0.1:25'),
+      })
+      .superRefine((m, ctx) => {
+        if (m.smtp === false) ctx.addIssue({ code: 'custom', message: 'smtp must be HOST:PORT of the local MTA', path: ['smtp'] });
+      })
+      .transform((m) => ({ to: m.to, from: m.from ?? m.to, smtp: m.smtp as HostPort }))
+      .optional(),
+    max_per_hour: z.int({ error: 'expected a whole number' }).min(1).max(10_000).default(60),
+  })
+  .transform((n): NotifySettings => ({ command: n.command, mail: n.mail, maxPerHour: n.max_per_hour }));
+
 export const configSchema = z
   .strictObject({
     listen: section(
@@ -732,6 +831,8 @@ export const configSchema = z
         })
         .transform((a) => ({ listen: a.listen, tokenFile: a.token_file })),
     ),
+    held: section(heldSection),
+    notify: section(notifySection),
     recipients: section(
       z
         .strictObject({
@@ -764,6 +865,8 @@ export const configSchema = z
       load: c.load,
       batv: c.batv,
       admin: c.admin,
+      held: c.held,
+      notify: c.notify,
       rules: c.rules,
     }),
   );

@@ -18,6 +18,12 @@ export interface CounterHit {
   readonly key: string;
   readonly amount: number;
   readonly window: WindowSpec;
+  /**
+   * Counting distinct values (limit.distinct): add `amount` only when this
+   * value was not already seen for `key` within the last window length (a
+   * store remembers each value from its first sighting for one window).
+   */
+  readonly distinct?: string;
 }
 
 export interface CounterRead {

@@ -47,6 +47,7 @@ import type { Facts } from './facts.js';
 import type { CounterEvidence, HeaderToAdd, Verdict, WouldHaveActed } from './verdict.js';
 import { CONTINUE } from './verdict.js';
 import { isDegraded, type CounterHit, type CounterStore } from './counter-store.js';
+import { containStep, type ContainmentChange, type ContainmentReader, type ContainState } from './containment.js';
 import { buildView } from './request-view.js';
 import { missingPlaceholder, renderKeyTemplate } from './key-template.js';
 import { STAGE_BITS, countAmount, isTaggingRule, type CompiledRule, type RuleTrace, type Ruleset } from './rules-compile.js';
@@ -67,6 +68,14 @@ export interface Decision {
   readonly verdict: Verdict;
   /** One entry per rule considered, in order (for `levee explain`). */
   readonly trail: readonly RuleTrace[];
+  /** Containment states to write (limits with `contain`), when any changed. */
+  readonly containment?: readonly ContainmentChange[];
+}
+
+/** What decide() needs to judge limits with `contain`: each hit's state (undefined for other hits) and the time. */
+export interface ContainInput {
+  readonly states: readonly (ContainState | undefined)[];
+  readonly now: number;
 }
 
 /** Which counters this request increments. Pure. */
@@ -118,7 +127,14 @@ export function planCounters(facts: Facts, ruleset: Ruleset): CounterPlan {
       // count_if: requests outside it still meet the limit, but only read the counter.
       let counts = true;
       for (const c of limit.countIf) if (!c.check(view)) counts = false;
-      hits.push({ key, amount: counts ? countAmount(limit.count, facts) : 0, window: limit.window });
+      const amount = counts ? countAmount(limit.count, facts) : 0;
+      if (limit.distinct === undefined) {
+        hits.push({ key, amount, window: limit.window });
+      } else {
+        // Counting distinct values: a request whose value is absent only reads the counter.
+        const value = renderKeyTemplate(limit.distinct, view, '');
+        hits.push(value === undefined ? { key, amount: 0, window: limit.window } : { key, amount, window: limit.window, distinct: value });
+      }
       hitRules.push(rule);
       continue;
     }
@@ -181,8 +197,16 @@ function storeDownVerdict(rule: CompiledRule, counter: CounterEvidence): Verdict
  * order). `storeFailed` (default: whether the totals are marked degraded)
  * turns fail_closed limits into tempfail. Pure.
  */
-export function decide(_facts: Facts, ruleset: Ruleset, plan: CounterPlan, totals: readonly number[], storeFailed = isDegraded(totals)): Decision {
+export function decide(
+  _facts: Facts,
+  ruleset: Ruleset,
+  plan: CounterPlan,
+  totals: readonly number[],
+  storeFailed = isDegraded(totals),
+  contain?: ContainInput,
+): Decision {
   const trail: RuleTrace[] = [];
+  let changes: ContainmentChange[] | undefined;
   let warnings: WouldHaveActed[] | undefined;
   let tags: HeaderToAdd[] | undefined;
   let tagDelayMs = 0;
@@ -232,6 +256,29 @@ export function decide(_facts: Facts, ruleset: Ruleset, plan: CounterPlan, total
       });
       verdict = storeDownVerdict(rule, counter);
       decidedBy = rule.name;
+    } else if (rule.limit.contain !== undefined && rule.mode === 'enforce' && contain !== undefined) {
+      const policy = rule.limit.contain;
+      const moved = containStep(contain.states[step], total > max, contain.now, policy);
+      if (moved.changed) (changes ??= []).push({ rule: rule.name, key: hit.key, next: moved.next, policy, ...(moved.event === undefined ? {} : { event: moved.event }) });
+      const state = moved.next;
+      if (moved.effect === 'holding' && state?.phase === 'held') {
+        const why = moved.event === 'held' ? `${total} > max ${max} after the grace period: held` : `contained since ${isoTime(state.since)} (${total}/${max})`;
+        trail.push({ rule: rule.name, index: rule.index, outcome: 'decided', detail: `${why} until ${isoTime(state.until)}: ${rule.action}`, action: rule.action, counter });
+        verdict = limitVerdict(rule, counter);
+        decidedBy = rule.name;
+      } else if (moved.effect === 'warning' && state?.phase === 'warned') {
+        trail.push({
+          rule: rule.name,
+          index: rule.index,
+          outcome: 'warned',
+          detail: `${total} > max ${max}: warned since ${isoTime(state.since)}; held if still over the limit after ${isoTime(state.since + policy.graceMs)}`,
+          action: rule.action,
+          counter,
+        });
+        (warnings ??= []).push({ rule: rule.name, action: rule.action, counter });
+      } else {
+        trail.push({ rule: rule.name, index: rule.index, outcome: 'under-limit', detail: `${total} of max ${max} in window`, counter });
+      }
     } else if (total <= max) {
       trail.push({ rule: rule.name, index: rule.index, outcome: 'under-limit', detail: `${total} of max ${max} in window`, counter });
     } else if (rule.mode === 'warn') {
@@ -250,17 +297,46 @@ export function decide(_facts: Facts, ruleset: Ruleset, plan: CounterPlan, total
       decidedBy = rule.name;
     }
   }
-  return { verdict: finish(verdict ?? CONTINUE, tags, tagDelayMs, warnings), trail };
+  const decision = { verdict: finish(verdict ?? CONTINUE, tags, tagDelayMs, warnings), trail };
+  return changes === undefined ? decision : { ...decision, containment: changes };
+}
+
+function isoTime(ms: number): string {
+  return new Date(ms).toISOString();
 }
 
 /**
  * Plan, apply to a store, decide: the whole decision for one request.
- * Synchronous when the store is; a Promise otherwise.
+ * Synchronous when the store (and the containment book) are; a Promise otherwise.
+ * Without a `book`, limits with `contain` start from no state (as on a fresh daemon).
  */
-export function decideWithStore(facts: Facts, ruleset: Ruleset, store: CounterStore, now: number): Decision | Promise<Decision> {
+export function decideWithStore(facts: Facts, ruleset: Ruleset, store: CounterStore, now: number, book?: ContainmentReader): Decision | Promise<Decision> {
   const plan = planCounters(facts, ruleset);
   if (plan.hits.length === 0) return decide(facts, ruleset, plan, []);
   const totals = store.apply(plan.hits, now);
-  if (Array.isArray(totals)) return decide(facts, ruleset, plan, totals as readonly number[]);
-  return Promise.resolve(totals).then((t) => decide(facts, ruleset, plan, t));
+  const wanted = ruleset.hasContain ? containedHits(plan) : undefined;
+  const states = wanted === undefined || book === undefined ? [] : book.read(wanted.map((i) => (plan.hits[i] as CounterHit).key), now);
+  const judge = (t: readonly number[], read: readonly (ContainState | undefined)[]): Decision =>
+    decide(facts, ruleset, plan, t, isDegraded(t), { states: spread(read, wanted, plan.hits.length), now });
+  if (Array.isArray(totals) && Array.isArray(states)) return judge(totals as readonly number[], states as readonly (ContainState | undefined)[]);
+  return Promise.all([totals, states]).then(([t, read]) => judge(t, read));
+}
+
+/** Indexes of the hits whose rule has `contain`; undefined when none (the common case). */
+function containedHits(plan: CounterPlan): number[] | undefined {
+  let out: number[] | undefined;
+  plan.hitRules.forEach((rule, i) => {
+    if (rule.limit?.contain !== undefined) (out ??= []).push(i);
+  });
+  return out;
+}
+
+/** States read for some hits, placed at those hits' indexes. */
+function spread(read: readonly (ContainState | undefined)[], at: readonly number[] | undefined, length: number): readonly (ContainState | undefined)[] {
+  if (at === undefined || read.length === 0) return [];
+  const out = new Array<ContainState | undefined>(length);
+  at.forEach((hitIndex, i) => {
+    out[hitIndex] = read[i];
+  });
+  return out;
 }

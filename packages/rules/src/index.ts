@@ -45,6 +45,8 @@ export type {
   HostPort,
   BatvSettings,
   LeveeConfig,
+  HeldSettings,
+  NotifySettings,
   LimitConfig,
   ListenAddress,
   LogLevel,
@@ -75,7 +77,7 @@ export { DEFAULT_CONFIG_YAML } from './default-config.js';
 
 export type { CompiledCondition, CompiledLimit, CompiledRule, RuleOutcome, RuleTrace, Ruleset } from './rules-compile.js';
 export { compileRules, countAmount, isTaggingRule } from './rules-compile.js';
-export type { CounterPlan, Decision } from './decide.js';
+export type { ContainInput, CounterPlan, Decision } from './decide.js';
 export { decide, decideWithStore, planCounters } from './decide.js';
 export type { ConfigWarning } from './config-warnings.js';
 export { configWarnings } from './config-warnings.js';
@@ -87,3 +89,5 @@ export type { BlockEntry, BlockList } from './block-list.js';
 export { blockAdd, blockedBy, blockRemove, liveBlocks, normaliseNetwork } from './block-list.js';
 export type { BatvCheck, BatvKey } from './batv.js';
 export { batvSign, batvStrip, batvVerify } from './batv.js';
+export type { ContainEffect, ContainEvent, ContainmentChange, ContainmentReader, ContainPolicy, ContainState, ContainStep } from './containment.js';
+export { containStateTtlMs, containStep, liveContainState } from './containment.js';

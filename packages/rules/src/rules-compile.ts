@@ -30,6 +30,7 @@ import { noNeeds, type RequestView, type ViewNeeds } from './request-view.js';
 import { completeReply, defaultReasonText } from './reply.js';
 import type { CounterEvidence } from './verdict.js';
 import type { WindowSpec } from './sliding-window.js';
+import type { ContainPolicy } from './containment.js';
 
 /** What happened to one rule for one request, for `levee explain` and debug logs. */
 export type RuleOutcome =
@@ -86,6 +87,10 @@ export interface CompiledLimit {
   readonly onStoreError: StoreErrorAction;
   /** limit.count_if: only requests meeting all of these add to the counter (the others read it). */
   readonly countIf: readonly CompiledCondition[];
+  /** limit.distinct: count each value of this template once per window instead of every request. */
+  readonly distinct?: KeyTemplate;
+  /** The rule's `contain`: warn, then hold the key for a while (containment.ts). */
+  readonly contain?: ContainPolicy;
 }
 
 export interface CompiledRule {
@@ -114,6 +119,8 @@ export interface CompiledRule {
 
 export interface Ruleset {
   readonly rules: readonly CompiledRule[];
+  /** Whether any limit has `contain` (decideWithStore then reads containment states). */
+  readonly hasContain: boolean;
   /** Which per-request values the rules read. */
   readonly needs: Readonly<ViewNeeds>;
 }
@@ -286,6 +293,13 @@ function compileRule(r: RuleConfig, index: number, needs: ViewNeeds): CompiledRu
     const parsed = parseKeyTemplate(r.limit.key);
     if (!parsed.ok) throw new Error(`rule ${r.name}: invalid key template: ${parsed.message}`);
     templateNeeds(parsed.template, needs);
+    let distinct: KeyTemplate | undefined;
+    if (r.limit.distinct !== undefined) {
+      const d = parseKeyTemplate(r.limit.distinct);
+      if (!d.ok) throw new Error(`rule ${r.name}: invalid distinct template: ${d.message}`);
+      templateNeeds(d.template, needs);
+      distinct = d.template;
+    }
     limit = {
       template: parsed.template,
       keyPrefix: `${r.name}|`,
@@ -294,6 +308,8 @@ function compileRule(r: RuleConfig, index: number, needs: ViewNeeds): CompiledRu
       count: r.limit.count,
       onStoreError: r.onStoreError ?? 'fail_open',
       countIf: r.limit.countIf === undefined ? [] : compileConditions(r.limit.countIf, 'limit.count_if', r.name, index, needs),
+      ...(distinct === undefined ? {} : { distinct }),
+      ...(r.contain === undefined ? {} : { contain: Object.freeze({ ...r.contain }) }),
     };
   }
   const base = { rule: r.name, index };
@@ -329,7 +345,7 @@ function compileRule(r: RuleConfig, index: number, needs: ViewNeeds): CompiledRu
 export function compileRules(config: Pick<LeveeConfig, 'rules'>): Ruleset {
   const needs = noNeeds();
   const rules = config.rules.map((r, i) => compileRule(r, i, needs));
-  return { rules, needs: Object.freeze(needs) };
+  return { rules, needs: Object.freeze(needs), hasContain: rules.some((r) => r.limit?.contain !== undefined) };
 }
 
 /** The amount a limit adds for one request. */

@@ -44,6 +44,20 @@ export function describeCounterStoreContract(name: string, make: () => Promise<C
       expect(await peek(s, [{ key: 'a', window: minute }], T0 + 2000)).toEqual([3]);
     });
 
+    test('distinct: each value counts once per window length from its first sighting; reads mark nothing', async () => {
+      const s = await fresh();
+      const hit = (distinct: string, amount = 1): CounterHit => ({ key: 'user', amount, window: minute, distinct });
+      expect(await apply(s, [hit('a.example')], T0)).toEqual([1]);
+      expect(await apply(s, [hit('a.example')], T0 + 1000)).toEqual([1]);
+      expect(await apply(s, [hit('b.example')], T0 + 2000)).toEqual([2]);
+      expect(await apply(s, [hit('c.example', 0)], T0 + 3000)).toEqual([2]);
+      expect(await apply(s, [hit('c.example')], T0 + 4000)).toEqual([3]);
+      // Another counter key has values of its own.
+      expect(await apply(s, [{ key: 'other', amount: 1, window: minute, distinct: 'a.example' }], T0 + 4000)).toEqual([1]);
+      // A window later a.example is new again, and the first three events have left the window.
+      expect(await apply(s, [hit('a.example')], T0 + 61_000)).toEqual([1]);
+    });
+
     test('the same key twice in one request counts twice', async () => {
       const s = await fresh();
       expect(await apply(s, [{ key: 'k', amount: 1, window: minute }, { key: 'k', amount: 1, window: minute }], T0)).toEqual([
