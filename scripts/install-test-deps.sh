@@ -23,6 +23,11 @@ declare -A need=(
   [libio-socket-inet6-perl]=/usr/share/perl5/IO/Socket/INET6.pm
   # builds the private sendmail.cf from the extracted sendmail-cf files
   [m4]=/usr/bin/m4
+  # SMTP AUTH in the private Postfix (containment of authenticated senders):
+  # saslpasswd2 writes the private sasldb, the modules give PLAIN/LOGIN and sasldb
+  [sasl2-bin]=/usr/sbin/saslpasswd2
+  [libsasl2-modules]=/usr/share/doc/libsasl2-modules/copyright
+  [libsasl2-modules-db]=/usr/share/doc/libsasl2-modules-db/copyright
 )
 
 SUDO=()

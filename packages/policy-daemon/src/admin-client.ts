@@ -48,6 +48,7 @@ export function formatStatus(s: Record<string, unknown>): string {
     `connections: policy ${String(connections['policy'])}, milter ${String(connections['milter'])}`,
     `rules:       ${String(s['rules'])} (${String(s['config'])})`,
     `blocked:     ${String(s['blocks'])}`,
+    `held:        ${String(s['held'] ?? 0)} messages, ${String(s['contained'] ?? 0)} customers contained`,
     `uptime:      ${String(s['uptimeSeconds'])}s`,
     '',
   ].join('\n');

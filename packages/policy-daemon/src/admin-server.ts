@@ -8,6 +8,11 @@
  *   GET    /evidence[?address=] the worst offenders, or what one address did
  *   POST   /blocks              {"address": "192.0.2.7" or a CIDR, "for": "1h", "reason": "..."}
  *   DELETE /blocks?address=...  unblock
+ *   GET    /held                the messages held (answered quarantine)
+ *   GET    /held/ID             one of them
+ *   DELETE /held/ID?how=released|dropped   forget it (levee release/drop ran the MTA's command)
+ *   GET    /contained           customers warned or held (limits with contain)
+ *   DELETE /contained?key=...   end a customer's warning or hold now
  *
  * Reading needs nothing; changing needs `Authorization: Bearer <token>` with
  * the token from admin.token_file (compared in constant time). Without a
@@ -29,6 +34,11 @@ export interface AdminActions {
   evidence(address: string | undefined, n: number): unknown;
   block(network: string, forMs: number | undefined, reason: string): unknown;
   unblock(network: string): boolean;
+  held(): unknown[];
+  heldRecord(id: string): unknown;
+  forgetHeld(id: string, how: 'released' | 'dropped'): unknown;
+  contained(): unknown[];
+  endContainment(key: string): boolean;
 }
 
 export type AdminServer = HttpListener;
@@ -77,6 +87,26 @@ export async function startAdminServer(actions: AdminActions, host: string, port
       const address = url.searchParams.get('address') ?? undefined;
       const found = actions.evidence(address, Math.min(1000, Math.max(1, Number.parseInt(url.searchParams.get('n') ?? '20', 10) || 20)));
       return found === undefined ? send(res, 404, { error: `no evidence for ${address ?? ''}` }) : send(res, 200, found);
+    }
+    if (route === 'GET /held') return send(res, 200, actions.held());
+    if (route === 'GET /contained') return send(res, 200, actions.contained());
+    const heldId = /^\/held\/([0-9a-f]{1,32})$/.exec(url.pathname)?.[1];
+    if (heldId !== undefined && req.method === 'GET') {
+      const record = actions.heldRecord(heldId);
+      return record === undefined ? send(res, 404, { error: `no held message ${heldId}` }) : send(res, 200, record);
+    }
+    if ((heldId !== undefined && req.method === 'DELETE') || route === 'DELETE /contained') {
+      const auth = authorised(req);
+      if (auth === 'no-token-configured') return send(res, 403, { error: 'changes are disabled: set admin.token_file' });
+      if (auth === 'denied') return send(res, 401, { error: 'missing or wrong bearer token' });
+      if (heldId === undefined) {
+        const key = url.searchParams.get('key') ?? '';
+        return actions.endContainment(key) ? send(res, 200, { ended: key }) : send(res, 404, { error: `${key} is neither warned nor held` });
+      }
+      const how = url.searchParams.get('how');
+      if (how !== 'released' && how !== 'dropped') return send(res, 400, { error: 'how must be released or dropped' });
+      const record = actions.forgetHeld(heldId, how);
+      return record === undefined ? send(res, 404, { error: `no held message ${heldId}` }) : send(res, 200, record);
     }
     if (route === 'POST /blocks' || route === 'DELETE /blocks') {
       const auth = authorised(req);

@@ -28,6 +28,7 @@ import {
 import { readFileSync } from 'node:fs';
 import { startAdminServer, type AdminActions, type AdminServer } from './admin-server.js';
 import { createEvidenceStore } from './evidence.js';
+import { createContainmentService, type ContainmentService } from './containment-service.js';
 import { startCounterBackend, type CounterBackend } from './counter-backend.js';
 import type { Logger } from './logger.js';
 import { createMemoryStore, type MemoryStore } from './memory-store.js';
@@ -67,6 +68,8 @@ export interface Daemon {
   readonly counters: CounterBackend;
   readonly load: LoadMonitor;
   readonly admin: AdminServer | undefined;
+  /** Contained customers and held mail. */
+  readonly containment: ContainmentService;
   /** The postmaster's block list as it is now. */
   blocks(): BlockList;
   /** Swap in a new config (already validated) and its recipient directory, together. */
@@ -116,6 +119,13 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     ...(options.loadSources === undefined ? {} : { sources: options.loadSources }),
   });
   load.start();
+  const containment = createContainmentService({
+    held: () => live.config.held,
+    notify: () => live.config.notify,
+    log,
+    now,
+    registry: metrics.registry,
+  });
   const decider: DeciderDeps = {
     ruleset: () => live.ruleset,
     store,
@@ -127,7 +137,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       if (facts.protocol === 'policy') load.noteRequest(facts.stress === true);
     },
     blocked: (address) => blockedBy(blocks, address, now()),
-    decided: (facts, verdict) => evidence.note(facts, verdict, now()),
+    decided: (facts, verdict, decision) => {
+      evidence.note(facts, verdict, now());
+      containment.note(facts, decision);
+    },
+    containment: containment.reader,
     batv: () => (live.batvKey === undefined || live.config.batv === undefined ? undefined : { key: live.batvKey, domains: live.config.batv.domains }),
   };
 
@@ -176,7 +190,14 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         counters: { backend: live.config.counters.backend, degraded: counters.degraded(), keys: localStore.size, evictions: localStore.evictions },
         connections: { policy: policy.connections.size, milter: milter.connections.size },
         blocks: liveBlocks(blocks, now()).length,
+        held: containment.held().length,
+        contained: containment.contained().length,
       }),
+      held: () => containment.held(),
+      heldRecord: (id) => containment.heldRecord(id),
+      forgetHeld: (id, how) => containment.forget(id, how),
+      contained: () => containment.contained(),
+      endContainment: (key) => containment.endContainment(key),
       top: (n) => topCounters(n),
       blocks: () => [...liveBlocks(blocks, now())],
       evidence: (address, n) => {
@@ -258,6 +279,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       return admin;
     },
     blocks: () => liveBlocks(blocks, now()),
+    containment,
     milterConcurrency: (address) => milter.concurrency(address),
     metricsServer,
     metrics,
@@ -287,6 +309,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       await Promise.race([closing, deadline]);
       for (const socket of [...policy.connections, ...milter.connections]) socket.destroy();
       load.stop();
+      await containment.idle();
       // After the last decision: the final snapshot then holds every count.
       await counters.close();
       await metricsServer?.close();

@@ -12,6 +12,7 @@ import {
   batvVerify,
   classifyRecipient,
   decideWithStore,
+  type ContainmentReader,
   type CounterStore,
   type Decision,
   type FailAction,
@@ -39,8 +40,10 @@ export interface DeciderDeps {
   readonly loadDelayMs?: () => number;
   /** Sees every request's facts before deciding (the load monitor counts stress=yes). */
   readonly observe?: (facts: Facts) => void;
-  /** Sees every decision (the evidence store keeps what offenders did). */
-  readonly decided?: (facts: Facts, verdict: Verdict) => void;
+  /** Sees every decision (the evidence store keeps what offenders did; containment writes its changes). */
+  readonly decided?: (facts: Facts, verdict: Verdict, decision: Decision) => void;
+  /** The states of contained customers (limits with `contain`). */
+  readonly containment?: ContainmentReader;
   /** The postmaster's block list (levee block): the entry blocking this client, if any. */
   readonly blocked?: (address: string | undefined) => BlockEntry | undefined;
 }
@@ -77,7 +80,7 @@ function slowed(decision: Decision, delayMs: number): Decision {
 
 /** Report the decision to whoever watches, and wrap it as an outcome. */
 function seen(facts: Facts, decision: Decision, deps: DeciderDeps): DecisionOutcome {
-  deps.decided?.(facts, decision.verdict);
+  deps.decided?.(facts, decision.verdict, decision);
   return { ok: true, decision };
 }
 
@@ -112,7 +115,7 @@ export function decideFacts(facts: Facts, deps: DeciderDeps): DecisionOutcome | 
     if (tier === 'refuse' && REFUSE_STAGES.has(facts.stage)) return seen(facts, refuseDecision(facts.stage), deps);
     const input = classified(tier === 'normal' ? facts : { ...facts, tier }, deps, deps.now());
     const delayMs = tier !== 'normal' && DELAY_STAGES.has(facts.stage) ? (deps.loadDelayMs?.() ?? 0) : 0;
-    const decision = decideWithStore(input, deps.ruleset(), deps.store, deps.now());
+    const decision = decideWithStore(input, deps.ruleset(), deps.store, deps.now(), deps.containment);
     if (!(decision instanceof Promise)) return seen(input, slowed(decision, delayMs), deps);
     return decision.then(
       (resolved) => seen(input, slowed(resolved, delayMs), deps),

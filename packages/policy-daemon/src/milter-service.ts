@@ -106,9 +106,11 @@ interface MessageWork {
   acceptedRecipients: number;
   quarantine: string | undefined;
   headers: HeaderToAdd[];
+  /** This message's id among the service's (Facts.instance, as Postfix's policy `instance`). */
+  transaction: string;
 }
 
-const newMessage = (): MessageWork => ({ scanner: undefined, shed: false, acceptedRecipients: 0, quarantine: undefined, headers: [] });
+const newMessage = (transaction: string): MessageWork => ({ scanner: undefined, shed: false, acceptedRecipients: 0, quarantine: undefined, headers: [], transaction });
 
 /** `<a@b>` -> `a@b`, `<>` and "" -> "" (the null sender). */
 export function unbracket(address: string): string {
@@ -138,7 +140,9 @@ export function createMilterService(options: MilterServiceOptions): MilterServic
     let counted = false;
     let discardAll = false;
     let quarantineAll: string | undefined;
-    let message = newMessage();
+    let messages = 0;
+    const nextMessage = (): MessageWork => newMessage(`milter.${cid}.${++messages}`);
+    let message = nextMessage();
 
     const release = (): void => {
       if (!counted) return;
@@ -174,6 +178,7 @@ export function createMilterService(options: MilterServiceOptions): MilterServic
         ...(sender !== undefined ? { sender: unbracket(sender.address) } : {}),
         ...(sasl !== undefined && sasl !== '' ? { saslUsername: sasl, saslMethod: ctx.macro('{auth_type}') ?? '' } : {}),
         ...(queueId !== undefined && queueId !== '' ? { queueId } : {}),
+        instance: message.transaction,
         ...(counted ? { totalConcurrency: total } : {}),
         ...(counted && clientKey !== undefined ? { clientConcurrency: perClient.get(clientKey) ?? 0 } : {}),
         ...extra,
@@ -238,7 +243,7 @@ export function createMilterService(options: MilterServiceOptions): MilterServic
       if (quarantine !== undefined && (response.action === 'continue' || response.action === 'accept')) {
         modifications.push({ type: 'quarantine', reason: quarantine });
       }
-      message = newMessage();
+      message = nextMessage();
       return { modifications, response };
     };
 
@@ -268,7 +273,7 @@ export function createMilterService(options: MilterServiceOptions): MilterServic
         onHelo: (_helo, ctx) => onHelo(ctx),
         onMail(_sender, ctx) {
           message.scanner?.abort();
-          message = newMessage();
+          message = nextMessage();
           if (discardAll) return { action: 'discard' };
           return onMailDecision(ctx);
         },
@@ -310,7 +315,7 @@ export function createMilterService(options: MilterServiceOptions): MilterServic
         },
         onAbort() {
           message.scanner?.abort();
-          message = newMessage();
+          message = nextMessage();
         },
         onClose() {
           release();

@@ -7,6 +7,7 @@
  *   levee replay FILE [...]        what a candidate config would do to captured requests
  *   levee status | top | blocks    ask the running daemon (admin endpoint)
  *   levee block | unblock ADDRESS  change its block list (admin token)
+ *   levee held | release | drop    held mail and contained customers (held-commands.ts)
  *   levee report [ADDRESS] [--arf] evidence for an offender's abuse contact
  *   levee default-config           print the embedded default configuration
  *
@@ -22,6 +23,7 @@ import { DEFAULT_CONFIG_YAML } from '@levee/rules';
 import { adminRequest, adminTarget, formatStatus, formatTop } from './admin-client.js';
 import { readConfigFile } from './config-file.js';
 import { formatArf, formatEvidence, type Evidence } from './evidence.js';
+import { addHeldCommands } from './held-commands.js';
 import { startDaemon } from './daemon.js';
 import { createOfflineRunner, formatExplanation, formatReplaySummary, parsePolicyRequests, replayRequests, requestFromAssignments } from './offline-run.js';
 import { createStdoutLogger, LOG_LEVELS, type LogLevel } from './logger.js';
@@ -159,6 +161,8 @@ Example:
     .action(async (address: string, opts: AdminOpts) => {
       await callAdmin(opts, 'DELETE', `/blocks?address=${encodeURIComponent(address)}`, undefined, (b) => `unblocked ${(b as { unblocked: string }).unblocked}\n`);
     });
+
+  addHeldCommands(program, adminOptions);
 
   adminOptions(program.command('report').description('what an offending client address did, for its abuse contact (never the forged sender)'))
     .argument('[address]', 'the client IP; without it, the worst offenders')

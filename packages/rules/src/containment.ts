@@ -7,7 +7,9 @@
  *
  * - The first trip only warns: the mail goes through, the postmaster is told
  *   (a customer sending a newsletter is not a worm).
- * - A warning lapses when the key has not tripped for one grace period.
+ * - A warning ends as soon as a request of the key is under the limit again,
+ *   or when the key has not tripped for one window length (its counts have
+ *   gone by then): a customer hovering at its limit is not held.
  * - A key that trips again once the grace period since its first trip is
  *   over is held: every request the rule applies to for that key gets the
  *   rule's action (quarantine: the MTA holds the mail) for `hold_for`, even
@@ -22,6 +24,8 @@
 export interface ContainPolicy {
   readonly graceMs: number;
   readonly holdMs: number;
+  /** The limit's window length: a warning without a trip for this long is over. */
+  readonly windowMs: number;
 }
 
 export type ContainState =
@@ -54,14 +58,15 @@ export interface ContainStep {
 export function liveContainState(state: ContainState | undefined, now: number, policy: ContainPolicy): ContainState | undefined {
   if (state === undefined) return undefined;
   if (state.phase === 'held') return state.until > now ? state : undefined;
-  return now - state.lastTrip > policy.graceMs ? undefined : state;
+  return now - state.lastTrip > policy.windowMs ? undefined : state;
 }
 
 /** containStep - the effect of one request on a key, given whether it tripped the limit. Pure. */
 export function containStep(state: ContainState | undefined, tripped: boolean, now: number, policy: ContainPolicy): ContainStep {
   const live = liveContainState(state, now, policy);
   if (live?.phase === 'held') return { effect: 'holding', next: live, changed: live !== state };
-  if (!tripped) return { effect: 'none', next: live, changed: live !== state };
+  // Under the limit again: a warning ends.
+  if (!tripped) return { effect: 'none', next: undefined, changed: state !== undefined };
   if (live === undefined && policy.graceMs > 0) {
     return { effect: 'warning', next: { phase: 'warned', since: now, lastTrip: now }, changed: true, event: 'warned' };
   }
@@ -71,9 +76,9 @@ export function containStep(state: ContainState | undefined, tripped: boolean, n
   return { effect: 'warning', next: { phase: 'warned', since: live.since, lastTrip: now }, changed: true };
 }
 
-/** How long a state must be kept at most: a hold until it ends, a warning one grace period past its last trip. */
+/** How long a state must be kept at most: a hold until it ends, a warning one window length past its last trip. */
 export function containStateTtlMs(state: ContainState, now: number, policy: ContainPolicy): number {
-  return Math.max(1, state.phase === 'held' ? state.until - now : state.lastTrip + policy.graceMs - now + 1);
+  return Math.max(1, state.phase === 'held' ? state.until - now : state.lastTrip + policy.windowMs - now + 1);
 }
 
 /** A change decide() asks the daemon to write: the key of a contain rule and its next state. */

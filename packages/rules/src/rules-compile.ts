@@ -309,7 +309,7 @@ function compileRule(r: RuleConfig, index: number, needs: ViewNeeds): CompiledRu
       onStoreError: r.onStoreError ?? 'fail_open',
       countIf: r.limit.countIf === undefined ? [] : compileConditions(r.limit.countIf, 'limit.count_if', r.name, index, needs),
       ...(distinct === undefined ? {} : { distinct }),
-      ...(r.contain === undefined ? {} : { contain: Object.freeze({ ...r.contain }) }),
+      ...(r.contain === undefined ? {} : { contain: Object.freeze({ ...r.contain, windowMs: r.limit.windowMs }) }),
     };
   }
   const base = { rule: r.name, index };

@@ -17,7 +17,7 @@ import {
 import { createMapCounterStore, type MapCounterStore } from './map-counter-store.js';
 
 const MIN = 60_000;
-const policy: ContainPolicy = { graceMs: 10 * MIN, holdMs: 60 * MIN };
+const policy: ContainPolicy = { graceMs: 10 * MIN, holdMs: 60 * MIN, windowMs: 30 * MIN };
 const T = 1_700_000_000_000;
 
 describe('containStep: warn, then hold after the grace period, then expire', () => {
@@ -63,20 +63,30 @@ describe('containStep: warn, then hold after the grace period, then expire', () 
     expect(containStep(held, true, T + 61 * MIN, policy)).toMatchObject({ effect: 'warning', event: 'warned' });
   });
 
-  test('a warning lapses after one grace period without a trip', () => {
+  test('a warning ends when the key is under its limit again', () => {
     const warned: ContainState = { phase: 'warned', since: T, lastTrip: T };
-    expect(liveContainState(warned, T + 10 * MIN, policy)).toBe(warned);
-    expect(liveContainState(warned, T + 10 * MIN + 1, policy)).toBeUndefined();
-    expect(containStep(warned, true, T + 11 * MIN, policy)).toEqual({
+    expect(containStep(warned, false, T + MIN, policy)).toEqual({ effect: 'none', next: undefined, changed: true });
+  });
+
+  test('a warning lapses after one window length without a trip (its counts are gone)', () => {
+    const warned: ContainState = { phase: 'warned', since: T, lastTrip: T };
+    expect(liveContainState(warned, T + 30 * MIN, policy)).toBe(warned);
+    expect(liveContainState(warned, T + 30 * MIN + 1, policy)).toBeUndefined();
+    expect(containStep(warned, true, T + 31 * MIN, policy)).toEqual({
       effect: 'warning',
-      next: { phase: 'warned', since: T + 11 * MIN, lastTrip: T + 11 * MIN },
+      next: { phase: 'warned', since: T + 31 * MIN, lastTrip: T + 31 * MIN },
       changed: true,
       event: 'warned',
     });
   });
 
+  test('a slow sender that stays over the limit is held once the grace period is over', () => {
+    const warned: ContainState = { phase: 'warned', since: T, lastTrip: T };
+    expect(containStep(warned, true, T + 25 * MIN, policy)).toMatchObject({ effect: 'holding', event: 'held' });
+  });
+
   test('grace 0 holds at the first trip', () => {
-    expect(containStep(undefined, true, T, { graceMs: 0, holdMs: MIN })).toEqual({
+    expect(containStep(undefined, true, T, { graceMs: 0, holdMs: MIN, windowMs: MIN })).toEqual({
       effect: 'holding',
       next: { phase: 'held', since: T, until: T + MIN },
       changed: true,
@@ -86,7 +96,7 @@ describe('containStep: warn, then hold after the grace period, then expire', () 
 
   test('a state is kept just as long as it can matter', () => {
     expect(containStateTtlMs({ phase: 'held', since: T, until: T + MIN }, T + 1000, policy)).toBe(MIN - 1000);
-    expect(containStateTtlMs({ phase: 'warned', since: T, lastTrip: T + 1000 }, T + 1000, policy)).toBe(10 * MIN + 1);
+    expect(containStateTtlMs({ phase: 'warned', since: T, lastTrip: T + 1000 }, T + 1000, policy)).toBe(30 * MIN + 1);
   });
 });
 
@@ -207,7 +217,7 @@ describe('config checks for contain and distinct', () => {
 
   test('contain defaults: grace 15m, hold 2h', () => {
     const rs = ruleset('  - { name: a, action: quarantine, limit: { key: "{sasl_username}", max: 1, window: 1h }, contain: {} }\n');
-    expect(rs.rules[0]?.limit?.contain).toEqual({ graceMs: 15 * MIN, holdMs: 120 * MIN });
+    expect(rs.rules[0]?.limit?.contain).toEqual({ graceMs: 15 * MIN, holdMs: 120 * MIN, windowMs: 60 * MIN });
     expect(rs.hasContain).toBe(true);
   });
 

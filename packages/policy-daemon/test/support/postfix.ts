@@ -63,6 +63,13 @@ export interface PostfixOptions {
   readonly maxLifetimeSec?: number;
   /** How long startPostfix waits for `postfix start`. Default 20000. */
   readonly startTimeoutMs?: number;
+  /**
+   * SMTP AUTH (PLAIN, LOGIN) for these users -> passwords, through Cyrus SASL
+   * with a private sasldb (needs sasl2-bin and libsasl2-modules, which
+   * scripts/install-test-deps.sh installs). Postfix then reports
+   * sasl_username to policy services and {auth_authen} to milters.
+   */
+  readonly saslUsers?: Readonly<Record<string, string>>;
 }
 
 export interface PostfixInstance {
@@ -295,6 +302,37 @@ exit 0
 `;
 }
 
+// No smtpd_sasl_local_domain: Cyrus's realm is then myhostname and Postfix reports plain user names ("alice").
+const SASL_REALM = HOSTNAME;
+const SASLPASSWD2 = '/usr/sbin/saslpasswd2';
+
+/** What main.cf needs for SMTP AUTH through Cyrus SASL (smtpd.conf: see writeSaslDb). */
+const SASL_MAIN_CF: Readonly<Record<string, string>> = {
+  smtpd_sasl_auth_enable: 'yes',
+  smtpd_sasl_type: 'cyrus',
+  smtpd_sasl_path: 'smtpd',
+  // Plain-text AUTH without TLS: loopback only, test passwords.
+  smtpd_sasl_security_options: 'noanonymous',
+  smtpd_tls_auth_only: 'no',
+};
+
+/**
+ * The private Cyrus SASL config (smtpd.conf) and sasldb for `users`, in
+ * CONFIG_DIR/sasl: Debian's Postfix has Cyrus read `$config_directory/sasl/smtpd.conf`
+ * (seen with strace; cyrus_sasl_config_path is not needed).
+ */
+async function writeSaslDb(configDir: string, users: Readonly<Record<string, string>>, postfixUser: { uid: number; gid: number }): Promise<void> {
+  if (!existsSync(SASLPASSWD2)) throw new Error(`${SASLPASSWD2} is missing; ${INSTALL_HINT}`);
+  const dir = join(configDir, 'sasl');
+  mkdirSync(dir, { mode: 0o755 });
+  const db = join(dir, 'sasldb2');
+  writeFileSync(join(dir, 'smtpd.conf'), `pwcheck_method: auxprop\nauxprop_plugin: sasldb\nmech_list: PLAIN LOGIN\nsasldb_path: ${db}\n`);
+  for (const [user, password] of Object.entries(users)) {
+    await execCapture(SASLPASSWD2, ['-p', '-c', '-f', db, '-u', SASL_REALM, user], 10_000, password);
+  }
+  chownSync(db, postfixUser.uid, postfixUser.gid);
+}
+
 /** Starts a private Postfix instance. Call stop() when done (also in afterAll). */
 export async function startPostfix(opts: PostfixOptions = {}): Promise<PostfixInstance> {
   if (!postfixAvailable()) {
@@ -312,7 +350,8 @@ export async function startPostfix(opts: PostfixOptions = {}): Promise<PostfixIn
     const port = await reservePort('postfix', { ipv6 });
     let instance: PostfixInstance;
     try {
-      instance = await startOnce(port, ipv6, hasV6, postfixUser, maxLifetimeSec, startTimeoutMs, opts.mainCf ?? {});
+      const mainCf = opts.saslUsers === undefined ? (opts.mainCf ?? {}) : { ...SASL_MAIN_CF, ...opts.mainCf };
+      instance = await startOnce(port, ipv6, hasV6, postfixUser, maxLifetimeSec, startTimeoutMs, mainCf, opts.saslUsers);
     } catch (e) {
       releasePort('postfix', port);
       throw e;
@@ -334,6 +373,7 @@ async function startOnce(
   maxLifetimeSec: number,
   startTimeoutMs: number,
   overrides: Readonly<Record<string, string>>,
+  saslUsers: Readonly<Record<string, string>> | undefined,
 ): Promise<PostfixInstance> {
   const base = mkdtempSync(join(tmpdir(), 'levee-postfix-'));
   chmodSync(base, 0o755); // postfix-owned daemons must traverse it
@@ -363,6 +403,7 @@ async function startOnce(
   );
   // Anything that bypasses NSS (a resolver library reading resolv.conf itself) may only ask loopback.
   writeFileSync(join(l.etc, 'resolv.conf'), PRIVATE_RESOLV_CONF);
+  if (saslUsers !== undefined) await writeSaslDb(l.conf, saslUsers, postfixUser);
   writeFileSync(join(l.conf, 'main.cf'), mainCfText(l, hasV6 ? 'all' : 'ipv4', postfixUser, overrides));
   writeFileSync(join(l.conf, 'master.cf'), masterCfText(port, ipv6));
   // Postfix waits for a config file modified within the last ~2 s to settle; back-date them.
