@@ -114,6 +114,30 @@ rules:
     action: discard
     text: "anti-virus notification dropped by levee"
 
+  # Auto-replies (vacation, "out of office", RFC 3834 Auto-Submitted:
+  # auto-replied) to mail our users never sent: a worm forged their address.
+  # Dropped by default, which also drops genuine vacation replies to your
+  # users; with BATV on (batv: section), replies to mail that really left here
+  # carry a valid signature and are kept.
+  - name: auto-replies
+    description: RFC 3834 auto-replies to mail our users did not send
+    stage: eom
+    match:
+      header:
+        Auto-Submitted: ['/^auto-replied/i']
+    unless: { batv: [valid] }
+    action: discard
+    text: "auto-reply dropped by levee"
+  - name: auto-replies-legacy
+    description: Auto-replies marked the pre-RFC 3834 way
+    stage: eom
+    match:
+      header:
+        X-Autoreply: ['/./']
+    unless: { batv: [valid] }
+    action: discard
+    text: "auto-reply dropped by levee"
+
   # An authenticated account sending to 1000 recipients in an hour has
   # almost always had its password stolen. Tempfail keeps the spam in the
   # sender's queue, not ours, while the postmaster looks.

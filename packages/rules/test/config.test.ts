@@ -124,12 +124,22 @@ describe('valid config', () => {
     expect(c.listen.policy.map((l) => l.text)).toEqual(['inet:127.0.0.1:10031']);
     expect(c.listen.milter.map((l) => l.text)).toEqual(['inet:127.0.0.1:8891']);
     expect(c.metrics.listen).toMatchObject({ host: '127.0.0.1', port: 9469 });
-    expect(c.rules.map((r) => r.name)).toEqual(['client-recipient-rate', 'network-recipient-rate', 'null-sender-rate', 'av-notifications', 'sasl-user-recipient-rate']);
-    // The one non-limit default: anti-virus notices to forged senders are discarded (never bounced, never 4xx).
+    expect(c.rules.map((r) => r.name)).toEqual([
+      'client-recipient-rate',
+      'network-recipient-rate',
+      'null-sender-rate',
+      'av-notifications',
+      'auto-replies',
+      'auto-replies-legacy',
+      'sasl-user-recipient-rate',
+    ]);
+    // The non-limit defaults: anti-virus notices and auto-replies to forged senders are discarded (never bounced, never 4xx).
     const av = c.rules.find((r) => r.name === 'av-notifications');
     expect(av).toMatchObject({ action: 'discard', stages: ['eom'], match: { header: { Subject: expect.any(Array) } } });
     expect(av?.limit).toBeUndefined();
-    for (const r of c.rules.filter((x) => x !== av)) {
+    const replies = c.rules.filter((r) => r.name.startsWith('auto-replies'));
+    for (const r of replies) expect(r).toMatchObject({ action: 'discard', stages: ['eom'], unless: { batv: ['valid'] } });
+    for (const r of c.rules.filter((x) => x !== av && !replies.includes(x))) {
       expect(r.action).toBe('tempfail');
       expect(r.code).toBe(450);
       expect(r.enhancedCode).toBe('4.7.1');
