@@ -7,9 +7,10 @@
  * live in the store keyed by rule name and window, so a reload keeps the
  * counters of every rule whose name, key and window did not change
  * (memory-store explains why the window is part of the identity).
- * LIMITATIONS: listener and metrics addresses and the counters section
- * (backend, store size, Redis, snapshot) are read at start only; changing
- * them needs a restart (a reload logs a warning).
+ * LIMITATIONS: listener, metrics and admin addresses, the counters section
+ * (backend, store size, Redis, snapshot), the log settings and the load
+ * sampling interval are read at start only; changing them needs a restart (a
+ * reload logs a warning).
  */
 
 import {
@@ -293,6 +294,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       if (JSON.stringify(config.counters) !== JSON.stringify(live.config.counters)) {
         log.warn('counters settings changed: they take effect at the next restart');
       }
+      const startOnly = startOnlyChanges(live.config, config);
+      if (startOnly.length > 0) log.warn({ settings: startOnly }, 'settings read at start only changed: they take effect at the next restart');
       live = liveState(config, ruleset, directory, batvKey);
       adminToken = readToken(config.admin.tokenFile, log);
       metrics.configReloads.labels('ok').inc();
@@ -317,6 +320,20 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       log.info('levee stopped');
     },
   };
+}
+
+/**
+ * Settings besides listen, metrics and counters that are read once, at start:
+ * the log (its level and buffering are set when the logger is made), the
+ * admin listener and the load sampling interval.
+ */
+export function startOnlyChanges(running: LeveeConfig, next: LeveeConfig): string[] {
+  const changed: string[] = [];
+  if (running.log.level !== next.log.level) changed.push('log.level');
+  if (running.log.buffered !== next.log.buffered) changed.push('log.buffered');
+  if (JSON.stringify(running.admin.listen) !== JSON.stringify(next.admin.listen)) changed.push('admin.listen');
+  if (running.load.sampleIntervalMs !== next.load.sampleIntervalMs) changed.push('load.sample_interval');
+  return changed;
 }
 
 /** The admin token from admin.token_file; unreadable or empty means changes stay disabled (logged). */

@@ -36,8 +36,14 @@ export const EX_SOFTWARE = 70;
 
 export function buildProgram(): Command {
   const program = new Command('levee')
-    .description('Levee: a mail-defence policy daemon for Postfix (check_policy_service) and milter MTAs.')
-    .showHelpAfterError('(run "levee --help" for usage)');
+    .description('Levee: a mail-defence daemon for Postfix (check_policy_service, smtpd_milters) and sendmail (INPUT_MAIL_FILTER).')
+    .showHelpAfterError('(run "levee --help" for usage)')
+    .addHelpText(
+      'after',
+      `
+"levee <command> --help" describes each command. Guides: docs/operations.md,
+docs/troubleshooting.md; every config option: docs/configuration-reference.md.`,
+    );
 
   program
     .command('run')
@@ -47,11 +53,16 @@ export function buildProgram(): Command {
     .addHelpText(
       'after',
       `
-Defaults (no --config): policy on inet:127.0.0.1:10031, metrics on 127.0.0.1:9469,
-in-memory counters, the built-in rule set ("levee default-config" prints it).
+Defaults (no --config): policy on inet:127.0.0.1:10031, milter on inet:127.0.0.1:8891,
+metrics on 127.0.0.1:9469, admin on 127.0.0.1:9470, in-memory counters, the built-in
+rule set ("levee default-config" prints it).
 
 Signals: SIGHUP reloads the config file (a bad file keeps the running config),
-SIGTERM or SIGINT stop accepting, answer what is in flight and exit.`,
+SIGTERM or SIGINT stop accepting, answer what is in flight, close idle connections
+and exit 0 (open milter sessions get a 5 s grace period).
+
+Exit codes: 0 after SIGTERM or SIGINT, 78 for a bad config or a listener that cannot
+be opened, 70 for an unexpected internal error.`,
     )
     .action(async (opts: { config?: string; logLevel?: LogLevel }) => {
       await runDaemon(opts.config, opts.logLevel);
@@ -59,7 +70,7 @@ SIGTERM or SIGINT stop accepting, answer what is in flight and exit.`,
 
   program
     .command('check-config')
-    .description('validate a configuration file; print errors as file:line:col and exit 78 if any (warnings: exit 0)')
+    .description('validate a configuration file (with the recipients and BATV secret files it names); print errors as file:line:col and exit 78 if any (warnings: exit 0)')
     .argument('<file>', 'configuration file (YAML)')
     .action(async (file: string) => {
       const loaded = await readConfigFile(file);
@@ -77,7 +88,7 @@ SIGTERM or SIGINT stop accepting, answer what is in flight and exit.`,
     .description('show which rules a policy request meets and what Levee would answer (counters start empty)')
     .option('-c, --config <file>', 'configuration file; without it the embedded defaults')
     .option('-f, --file <file>', 'request(s) in Postfix policy format (name=value lines, blank line after each); "-" reads stdin')
-    .option('-s, --set <name=value>', 'a request attribute (repeatable), e.g. --set client_address=192.0.2.7', collect, [] as string[])
+    .option('-s, --set <name=value>', 'a request attribute (repeatable), e.g. --set client_address=192.0.2.7', collect)
     .option('--json', 'print the facts, trail and verdict as JSON')
     .addHelpText(
       'after',
@@ -89,10 +100,10 @@ against the same counters, one second apart, so you can watch a limit trip.
 Example:
   levee explain -c levee.yaml --set client_address=192.0.2.7 --set sender= --set recipient=bob@example.org`,
     )
-    .action(async (opts: { config?: string; file?: string; set: string[]; json?: boolean }) => {
+    .action(async (opts: { config?: string; file?: string; set?: string[]; json?: boolean }) => {
       const loaded = await readConfigFile(opts.config);
       if (!loaded.ok) return configFailed(loaded.errors);
-      const requests = await readRequests(opts.file, opts.set);
+      const requests = await readRequests(opts.file, opts.set ?? []);
       if (typeof requests === 'string') return usageFailed(requests);
       const runner = createOfflineRunner(loaded.ruleset);
       let now = Date.now();
@@ -113,7 +124,7 @@ Example:
     .description('feed captured policy requests through a candidate config and summarise what it would have done')
     .argument('<requests>', 'file of requests in Postfix policy format ("-" for stdin)')
     .option('-c, --config <file>', 'candidate configuration; without it the embedded defaults')
-    .option('-i, --interval <ms>', 'time between requests, for rate limits', parseNonNegativeInt, 100)
+    .option('-i, --interval <ms>', 'milliseconds between requests, for rate limits', parseMilliseconds, 100)
     .option('--json', 'print the summary as JSON')
     .action(async (file: string, opts: { config?: string; interval: number; json?: boolean }) => {
       const loaded = await readConfigFile(opts.config);
@@ -137,7 +148,7 @@ Example:
     },
   );
   adminOptions(program.command('top').description('the counters nearest their limits (this host\'s counts)'))
-    .option('-n, --number <n>', 'how many', parseNonNegativeInt, 20)
+    .option('-n, --number <n>', 'how many counters to show', parseCount, 20)
     .action(async (opts: AdminOpts & { number: number }) => {
       await callAdmin(opts, 'GET', `/top?n=${opts.number}`, undefined, (body) => formatTop(body as Parameters<typeof formatTop>[0]));
     });
@@ -233,13 +244,21 @@ async function callAdmin(opts: AdminOpts, method: string, path: string, body: un
   process.stdout.write(opts.json === true ? `${JSON.stringify(answer.body)}\n` : format(answer.body));
 }
 
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
 }
 
-function parseNonNegativeInt(value: string): number {
-  if (!/^\d{1,9}$/.test(value)) throw new InvalidArgumentError('expected a whole number of milliseconds');
+function parseWhole(value: string, what: string): number {
+  if (!/^\d{1,9}$/.test(value)) throw new InvalidArgumentError(`expected ${what}`);
   return Number(value);
+}
+
+function parseMilliseconds(value: string): number {
+  return parseWhole(value, 'a whole number of milliseconds');
+}
+
+function parseCount(value: string): number {
+  return parseWhole(value, 'a whole number');
 }
 
 function configFailed(errors: readonly string[]): void {

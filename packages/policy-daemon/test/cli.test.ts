@@ -89,6 +89,20 @@ describe('levee check-config', () => {
     expect(bad.status).not.toBe(0);
     expect(bad.stderr).toMatch(/unknown option '--bogus'/);
   });
+
+  test('--help of each command states its defaults and exit codes, without noise', () => {
+    const run = levee(['run', '--help']).stdout;
+    for (const address of ['inet:127.0.0.1:10031', 'inet:127.0.0.1:8891', '127.0.0.1:9469', '127.0.0.1:9470']) expect(run).toContain(address);
+    expect(run).toMatch(/Exit codes: 0 after SIGTERM or SIGINT, 78 .*, 70 /s);
+    expect(levee(['explain', '--help']).stdout).not.toContain('(default: [])');
+    expect(levee(['--help']).stdout).toContain('docs/configuration-reference.md');
+    // Each number option says what it wants.
+    const top = levee(['top', '-n', 'many']);
+    expect(top.status).not.toBe(0);
+    expect(top.stderr).toMatch(/expected a whole number$/m);
+    const replay = levee(['replay', '-', '-i', 'soon']);
+    expect(replay.stderr).toMatch(/expected a whole number of milliseconds/);
+  });
 });
 
 describe('levee explain and replay', () => {

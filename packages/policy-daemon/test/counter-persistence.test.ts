@@ -157,6 +157,18 @@ describe('reload (SIGHUP) keeps the counters of rules whose identity did not cha
     }
   });
 
+  test('changed settings read at start only (log, load.sample_interval) are named in a warning', async () => {
+    const d = await startTestDaemon(rules(5, '60s'));
+    try {
+      reload(d, `log: { level: warn }\nload: { sample_interval: 10s }\n${rules(5, '60s')}`);
+      const line = d.logs.find((l) => l['msg'] === 'settings read at start only changed: they take effect at the next restart');
+      expect(line?.['settings']).toEqual(expect.arrayContaining(['log.level', 'load.sample_interval']));
+      expect(line?.['settings']).not.toContain('log.buffered');
+    } finally {
+      await d.close();
+    }
+  });
+
   test('another window, or another name: counting starts afresh', async () => {
     const d = await startTestDaemon(rules(5, '60s'));
     try {

@@ -3,6 +3,7 @@
 // example and embedded configs pass the loader.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { configJsonSchema, configSections } from '@levee/rules';
 import { loadConfigText } from '../src/config-file.js';
 import { startTestDaemon } from './support/daemon.js';
 
@@ -14,6 +15,32 @@ function referencedMetrics(text: string): string[] {
   const names = new Set<string>();
   for (const m of text.matchAll(/\blevee_[a-z0-9_]+/g)) names.add(m[0].replace(/_(bucket|count|sum)$/, ''));
   return [...names].sort();
+}
+
+/**
+ * The key paths a commented YAML file names, set or commented out: `# ` is
+ * taken off every comment line (twice, for a comment inside a commented
+ * block) keeping its column, keys nest by indentation, `- ` starts a list
+ * item (`rules.name`), and `key: { a: 1, b: 2 }` names `key.a` and `key.b`.
+ * Prose in comments adds paths nobody asks for, which is harmless.
+ */
+function keyPaths(text: string): Set<string> {
+  const paths = new Set<string>();
+  const stack: { indent: number; key: string }[] = [];
+  for (const raw of text.split('\n')) {
+    let line = raw;
+    for (let i = 0; i < 2; i++) line = line.replace(/^(\s*)# ?/, '$1');
+    const m = /^(\s*)(- )?([A-Za-z_][A-Za-z0-9_]*):(.*)$/.exec(line);
+    if (m === null) continue;
+    const indent = (m[1] ?? '').length + (m[2] ?? '').length;
+    while (stack.length > 0 && (stack[stack.length - 1]?.indent ?? 0) >= indent) stack.pop();
+    const key = m[3] ?? '';
+    const path = [...stack.map((e) => e.key), key].join('.');
+    paths.add(path);
+    for (const inner of (m[4] ?? '').matchAll(/[{,]\s*([A-Za-z_][A-Za-z0-9_]*):/g)) paths.add(`${path}.${inner[1] ?? ''}`);
+    stack.push({ indent, key });
+  }
+  return paths;
 }
 
 describe('every YAML example in docs/ loads', () => {
@@ -55,6 +82,21 @@ describe('deploy artefacts match the daemon', () => {
   test('deploy/examples/levee.yaml, the annotated example, loads without errors or warnings', () => {
     const loaded = loadConfigText(read('deploy/examples/levee.yaml'), 'deploy/examples/levee.yaml');
     expect(loaded.ok ? loaded.warnings : loaded.errors).toEqual([]);
+  });
+
+  test('deploy/examples/levee.yaml names every option of the schema (set or commented out)', () => {
+    const named = keyPaths(read('deploy/examples/levee.yaml'));
+    const sections = configSections(configJsonSchema());
+    const options = sections.filter((s) => s.name !== 'conditions').flatMap((s) => s.options.map((o) => o.path.replace(/\[\]/g, '')));
+    // Conditions may be shown under any of the three keys that take them.
+    const conditions = sections.find((s) => s.name === 'conditions')?.options.map((o) => o.path) ?? [];
+    expect(options.length).toBeGreaterThan(60);
+    expect(conditions.length).toBeGreaterThan(20);
+    const missing = [
+      ...options.filter((p) => !named.has(p)),
+      ...conditions.filter((c) => !['rules.match', 'rules.unless', 'rules.limit.count_if'].some((at) => named.has(`${at}.${c}`))).map((c) => `rules.match.${c}`),
+    ];
+    expect(missing).toEqual([]);
   });
 
   test('the dashboard is valid JSON with a datasource variable and panels', () => {

@@ -9,8 +9,11 @@ import { createNotifier, noticeText, type Notice } from '../src/notifier.js';
 const HOLD: Verdict = { action: 'quarantine', rule: 'outbound', text: 'held', counter: { rule: 'outbound', key: 'outbound|alice', count: 3, limit: 2, windowMs: 60_000 } };
 const T = 1_700_000_000_000;
 
-function facts(over: Partial<Facts> = {}): Facts {
-  return { protocol: 'policy', stage: 'rcpt', clientAddress: '10.0.0.5', saslUsername: 'alice', sender: 'alice@example.org', recipient: 'x@a.example', instance: 'i1', ...over };
+/** Overrides; `undefined` removes a default fact (the request lacks it). */
+function facts(over: { [K in keyof Facts]?: Facts[K] | undefined } = {}): Facts {
+  const f: Record<string, unknown> = { protocol: 'policy', stage: 'rcpt', clientAddress: '10.0.0.5', saslUsername: 'alice', sender: 'alice@example.org', recipient: 'x@a.example', instance: 'i1', ...over };
+  for (const k of Object.keys(f)) if (f[k] === undefined) delete f[k];
+  return f as unknown as Facts;
 }
 
 describe('held-mail records', () => {

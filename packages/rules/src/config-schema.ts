@@ -12,6 +12,11 @@
  * A custom issue may carry `params.offset`: the position of the problem inside
  * a string value (e.g. a bad placeholder), so the loader can point at the
  * exact column.
+ *
+ * Every option carries its documentation in `.meta()` (`doc()` below):
+ * config-reference.ts turns the schema into docs/configuration-reference.md
+ * (`pnpm docs:config`), and a test fails when an option has no description or
+ * the committed reference is stale.
  */
 
 import { z } from 'zod';
@@ -26,6 +31,7 @@ import { parseKeyTemplate } from './key-template.js';
 import { formatDuration, parseDuration } from './duration.js';
 import { completeReply, replyClassForAction, validateReply, validateReplyText } from './reply.js';
 import { DEFAULT_BUCKETS } from './sliding-window.js';
+import type { OptionMeta } from './config-reference.js';
 
 // ---- output types ---------------------------------------------------------
 
@@ -270,6 +276,11 @@ export function parseListenAddress(text: string): ListenAddress | string {
 
 // ---- schema building blocks -----------------------------------------------
 
+/** Documentation of an option for the generated reference (config-reference.ts). */
+function doc(description: string, more: Omit<OptionMeta, 'description'> = {}): OptionMeta {
+  return { description, ...more };
+}
+
 /** Drop keys whose value is undefined, so a printed config shows only what is set. */
 function compact<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
@@ -280,14 +291,18 @@ function stringList<T extends z.ZodType<unknown, string>>(item: T, allowEmpty = 
   return z.preprocess(
     (v) => (typeof v === 'string' ? [v] : v),
     z.array(item, { error: 'expected a string or a list of strings' }).min(allowEmpty ? 0 : 1, 'list must not be empty'),
-  );
+  ).meta({ oneOrList: true } satisfies OptionMeta);
 }
 
-function checkedString(check: (s: string) => string | undefined) {
-  return z.string({ error: 'expected a string' }).superRefine((s, ctx) => {
-    const m = check(s);
-    if (m !== undefined) ctx.addIssue({ code: 'custom', message: m });
-  });
+/** A string checked by `check`; `valueType` names what it must be, for the reference. */
+function checkedString(check: (s: string) => string | undefined, valueType: string) {
+  return z
+    .string({ error: 'expected a string' })
+    .superRefine((s, ctx) => {
+      const m = check(s);
+      if (m !== undefined) ctx.addIssue({ code: 'custom', message: m });
+    })
+    .meta({ valueType } satisfies OptionMeta);
 }
 
 const cidrItem = checkedString((s) => {
@@ -295,7 +310,15 @@ const cidrItem = checkedString((s) => {
   if (c === undefined) return `"${s}" is not an IP address or CIDR network`;
   if (cidrHasHostBits(s)) return `"${s}" has host bits set; did you mean ${formatCidr(c)}?`;
   return undefined;
-});
+}, 'IP address or CIDR network');
+
+/** An absolute file path (the daemon reads or writes the file). */
+function absolutePath(message: string) {
+  return z
+    .string({ error: 'expected an absolute path' })
+    .regex(/^\/[^\0]*$/, message)
+    .meta({ valueType: 'file path', allowed: 'absolute path' } satisfies OptionMeta);
+}
 
 /** RFC 5322 field name: printable ASCII except ":" and space. */
 const HEADER_NAME_RE = /^[!-9;-~]{1,76}$/;
@@ -315,21 +338,29 @@ const headerLine = z.string({ error: 'expected "Name: value"' }).transform((s, c
     return z.NEVER;
   }
   return { name, value };
-});
+}).meta({ valueType: '"Name: value"', allowed: 'printable ASCII name, one line of text' } satisfies OptionMeta);
 
 function replyTextProblemForHeader(value: string): string | undefined {
   // The same single-line, no-control-character rule as reply text.
   return validateReplyText(value)?.replace('reply text', 'header value');
 }
 
-const patternItem = (field: PatternField) => checkedString((s) => checkPattern(s, field));
+const PATTERN_TYPE: Readonly<Record<PatternField, string>> = {
+  address: 'address pattern',
+  host: 'host pattern',
+  username: 'pattern',
+  text: 'text pattern',
+  filename: 'file-name pattern',
+};
+
+const patternItem = (field: PatternField) => checkedString((s) => checkPattern(s, field), PATTERN_TYPE[field]);
 
 // An empty list is allowed: it turns that listener off.
 const listenList = stringList(
   checkedString((s) => {
     const r = parseListenAddress(s);
     return typeof r === 'string' ? r : undefined;
-  }),
+  }, 'listen address'),
   true,
 ).transform((l) => l.map((s) => parseListenAddress(s) as ListenAddress));
 
@@ -340,7 +371,7 @@ const duration = z.unknown().transform((v, ctx) => {
     return z.NEVER;
   }
   return ms;
-});
+}).meta({ valueType: 'duration' } satisfies OptionMeta);
 
 const count = z.int({ error: 'expected a whole number' }).min(0, 'must be 0 or more');
 
@@ -352,37 +383,63 @@ const range = z
       ctx.addIssue({ code: 'custom', message: `min ${r.min} is greater than max ${r.max}`, path: ['min'] });
     }
   })
-  .transform((r): NumberRange => compact({ min: r.min, max: r.max }));
+  .transform((r): NumberRange => compact({ min: r.min, max: r.max }))
+  .meta({ valueType: '{ min, max }', allowed: 'whole numbers, at least 0; min, max or both; min ≤ max' } satisfies OptionMeta);
+
+const trueOrFalse = z.boolean({ error: 'expected true or false' });
 
 const conditions = z
   .strictObject({
-    client_address: stringList(cidrItem).optional(),
-    client_name: stringList(patternItem('host')).optional(),
-    helo_name: stringList(patternItem('host')).optional(),
-    sender: stringList(patternItem('address')).optional(),
-    recipient: stringList(patternItem('address')).optional(),
-    sasl_username: stringList(patternItem('username')).optional(),
-    null_sender: z.boolean({ error: 'expected true or false' }).optional(),
-    authenticated: z.boolean({ error: 'expected true or false' }).optional(),
-    size: range.optional(),
-    recipient_count: range.optional(),
-    protocol: z.enum(['policy', 'milter']).optional(),
-    stress: z.boolean({ error: 'expected true or false' }).optional(),
-    client_concurrency: range.optional(),
-    total_concurrency: range.optional(),
+    client_address: stringList(cidrItem)
+      .optional()
+      .meta(doc('The client address is in one of these networks (an IPv4-mapped IPv6 address counts as IPv4).')),
+    client_name: stringList(patternItem('host')).optional().meta(doc('The verified client host name matches.')),
+    helo_name: stringList(patternItem('host')).optional().meta(doc('The HELO/EHLO name matches.')),
+    sender: stringList(patternItem('address')).optional().meta(doc('The envelope sender matches (never the null sender).')),
+    recipient: stringList(patternItem('address')).optional().meta(doc('The recipient matches.')),
+    sasl_username: stringList(patternItem('username')).optional().meta(doc('The SASL login name matches.')),
+    null_sender: trueOrFalse.optional().meta(doc('The envelope sender is (true) or is not (false) the null sender `<>`, once MAIL FROM was given.')),
+    authenticated: trueOrFalse.optional().meta(doc('The client has (true) or has not (false) authenticated with SASL.')),
+    size: range.optional().meta(doc('Message size in bytes: SIZE= at MAIL, the real size at eom.')),
+    recipient_count: range.optional().meta(doc('Number of recipients, known at the data and eom stages.')),
+    protocol: z.enum(['policy', 'milter']).optional().meta(doc('Which listener asked: the Postfix policy service or the milter.')),
+    stress: trueOrFalse.optional().meta(doc('Postfix says it is (true) or is not (false) overloaded (`stress=yes`).')),
+    client_concurrency: range
+      .optional()
+      .meta(doc('Open milter connections from this client address, this one included (milter only: the policy protocol never sees a connection close).')),
+    total_concurrency: range.optional().meta(doc('Open milter connections from all clients, this one included (milter only).')),
     header: z
       .record(z.string().regex(HEADER_NAME_RE, 'header names are printable ASCII without ":" or spaces'), stringList(patternItem('text')), {
         error: 'expected a map of header name to patterns',
       })
-      .optional(),
-    attachment_name: stringList(patternItem('filename')).optional(),
-    attachment_type: stringList(patternItem('text')).optional(),
-    recipient_status: stringList(z.enum(['known', 'unknown', 'foreign'], { error: 'expected known, unknown or foreign' })).optional(),
-    tier: stringList(z.enum(['normal', 'delay', 'shed', 'refuse'], { error: 'expected normal, delay, shed or refuse' })).optional(),
-    report: stringList(patternItem('text')).optional(),
-    batv: stringList(z.enum(['valid', 'expired', 'bad-signature', 'unknown-key', 'unsigned'], { error: 'expected valid, expired, bad-signature, unknown-key or unsigned' })).optional(),
-    returns_headers: z.boolean({ error: 'expected true or false' }).optional(),
-    returned_received: stringList(patternItem('text')).optional(),
+      .optional()
+      .meta(
+        doc('For every header name listed, some header of that name (case-insensitive) matches one of its patterns (milter, at eom).', {
+          valueType: 'map of header name to text patterns',
+        }),
+      ),
+    attachment_name: stringList(patternItem('filename'))
+      .optional()
+      .meta(doc("Some attachment's file name matches, at any depth of the MIME tree and inside zip archives (milter, at eom).")),
+    attachment_type: stringList(patternItem('text')).optional().meta(doc("Some attachment's MIME type matches, e.g. `application/zip` (milter, at eom).")),
+    recipient_status: stringList(z.enum(['known', 'unknown', 'foreign'], { error: 'expected known, unknown or foreign' }))
+      .optional()
+      .meta(doc('What `recipients.file` says of the recipient: known, unknown (in one of our domains but not listed) or foreign (not our domain).')),
+    tier: stringList(z.enum(['normal', 'delay', 'shed', 'refuse'], { error: 'expected normal, delay, shed or refuse' }))
+      .optional()
+      .meta(doc('The current load tier is one of these (outbreak mode, see `load`): rules that only run under load.')),
+    report: stringList(patternItem('text'))
+      .optional()
+      .meta(doc('The message is a `multipart/report` of one of these report-types (`delivery-status`: a DSN bounce) (milter).')),
+    batv: stringList(z.enum(['valid', 'expired', 'bad-signature', 'unknown-key', 'unsigned'], { error: 'expected valid, expired, bad-signature, unknown-key or unsigned' }))
+      .optional()
+      .meta(doc("What BATV says of a recipient in `batv.domains` (a bounce's tag), when `batv` is configured.")),
+    returns_headers: trueOrFalse
+      .optional()
+      .meta(doc("The message does (true) or does not (false) return another message's headers (a bounce with the original attached) (milter).")),
+    returned_received: stringList(patternItem('text'))
+      .optional()
+      .meta(doc('Some Received line of the returned message matches: the bounced mail passed through here (milter).')),
   })
   .transform(
     (c): Conditions => compact({
@@ -410,28 +467,49 @@ const conditions = z
       returnsHeaders: c.returns_headers,
       returnedReceived: c.returned_received,
     }),
-  );
+  )
+  .meta({
+    id: 'conditions',
+    title: 'Conditions',
+    description:
+      'What `rules[].match`, `rules[].unless` and `rules[].limit.count_if` may test. Every condition given must hold; a list holds when any of its items matches. Patterns compare case-insensitively unless a regex says otherwise.',
+  } satisfies OptionMeta & { id: string });
 
 function isEmptyConditions(c: Conditions): boolean {
   return Object.values(c).every((v) => v === undefined);
 }
 
-const keyTemplate = z.string({ error: 'expected a string' }).superRefine((s, ctx) => {
-  const r = parseKeyTemplate(s);
-  if (!r.ok) ctx.addIssue({ code: 'custom', message: r.message, params: { offset: r.offset } });
-});
+const keyTemplate = z
+  .string({ error: 'expected a string' })
+  .superRefine((s, ctx) => {
+    const r = parseKeyTemplate(s);
+    if (!r.ok) ctx.addIssue({ code: 'custom', message: r.message, params: { offset: r.offset } });
+  })
+  .meta({ valueType: 'key template', allowed: 'text and placeholders such as `{client_address}`, `{client_network/24,64}`, `{sender_domain}`' } satisfies OptionMeta);
 
 const MAX_BUCKETS = 1000;
 
 const limit = z
   .strictObject({
-    key: keyTemplate,
-    max: count,
-    window: duration,
-    buckets: z.int({ error: 'expected a whole number' }).min(1, 'at least 1 bucket').max(MAX_BUCKETS, `at most ${MAX_BUCKETS} buckets`).default(DEFAULT_BUCKETS),
-    count: z.enum(['requests', 'recipients', 'bytes']).default('requests'),
-    count_if: conditions.optional(),
-    distinct: keyTemplate.optional(),
+    key: keyTemplate.meta(doc('What is counted per: a template over the request, e.g. `{client_address}`; a request with no value for a placeholder is not counted and the rule does not apply.')),
+    max: count.meta(doc('Allowed per window; the request that takes the count above max makes the rule decide.')),
+    window: duration.meta(doc('Length of the sliding window.')),
+    buckets: z
+      .int({ error: 'expected a whole number' })
+      .min(1, 'at least 1 bucket')
+      .max(MAX_BUCKETS, `at most ${MAX_BUCKETS} buckets`)
+      .default(DEFAULT_BUCKETS)
+      .meta(doc('Sub-windows: the window slides in steps of window / buckets (rounded up).')),
+    count: z
+      .enum(['requests', 'recipients', 'bytes'])
+      .default('requests')
+      .meta(doc('What a request adds: 1 (requests), its recipient count, at least 1 (recipients), or the message size (bytes).')),
+    count_if: conditions
+      .optional()
+      .meta(doc('Only requests meeting these conditions add to the counter; every other request the rule applies to only reads it, and is refused too once it is over max.')),
+    distinct: keyTemplate
+      .optional()
+      .meta(doc('Count each value of this template once per window length instead of every request, e.g. `{recipient_domain}`: distinct recipient domains per user. Needs count: requests.')),
   })
   .superRefine((l, ctx) => {
     if (l.window < l.buckets) {
@@ -444,17 +522,23 @@ const limit = z
   })
   .transform(
     (l): LimitConfig => compact({ key: l.key, max: l.max, windowMs: l.window, buckets: l.buckets, count: l.count, countIf: l.count_if, distinct: l.distinct }),
-  );
+  )
+  .meta(doc('Makes the rule a rate limit: it counts the requests it applies to and decides only when the count is over max.'));
 
 /** The longest grace period and hold of `contain`. */
 const MAX_CONTAIN_MS = 30 * 86_400_000;
 
 const contain = z
   .strictObject({
-    grace: boundedDuration(0, MAX_CONTAIN_MS).prefault('15m'),
-    hold_for: boundedDuration(1000, MAX_CONTAIN_MS).prefault('2h'),
+    grace: boundedDuration(0, MAX_CONTAIN_MS)
+      .prefault('15m')
+      .meta(doc('After the first time the key goes over its limit, only warn for this long; still over the limit after it: hold. 0 holds at once.')),
+    hold_for: boundedDuration(1000, MAX_CONTAIN_MS)
+      .prefault('2h')
+      .meta(doc("The cool-down: how long every message of a held key gets the rule's action, under the limit or not; then the hold expires by itself.")),
   })
-  .transform((c) => ({ graceMs: c.grace, holdMs: c.hold_for }));
+  .transform((c) => ({ graceMs: c.grace, holdMs: c.hold_for }))
+  .meta(doc('Contain an infected customer: warn at the first trip, hold the key after the grace period, let it go after hold_for (limit rules, action not continue/accept, mode enforce).'));
 
 const stage = z.enum(STAGES as readonly Stage[] as [Stage, ...Stage[]]);
 
@@ -462,25 +546,48 @@ const RULE_NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 
 const rule = z
   .strictObject({
-    name: z.string({ error: 'expected a string' }).regex(RULE_NAME_RE, 'rule name must be 1-64 characters of A-Z a-z 0-9 _ . -'),
-    description: z.string({ error: 'expected a string' }).max(1000).optional(),
-    stage: stringList(stage).optional(),
-    mode: z.enum(['enforce', 'warn']).default('enforce'),
-    match: conditions.optional(),
-    unless: conditions.optional(),
+    name: z
+      .string({ error: 'expected a string' })
+      .regex(RULE_NAME_RE, 'rule name must be 1-64 characters of A-Z a-z 0-9 _ . -')
+      .meta(doc('Unique name; the `rule` label of the metrics and the `rule` field of the log, and part of the counter key.', { allowed: '1-64 characters of A-Z a-z 0-9 _ . -; unique' })),
+    description: z.string({ error: 'expected a string' }).max(1000).optional().meta(doc('Free text for people; Levee does not read it.')),
+    stage: stringList(stage)
+      .optional()
+      .meta(doc('The SMTP stages the rule runs at.', { defaultText: 'all stages' })),
+    mode: z
+      .enum(['enforce', 'warn'])
+      .default('enforce')
+      .meta(doc('warn: never decides; logs and counts (`levee_rule_hits_total{mode="warn"}`) what it would have done, and evaluation goes on.')),
+    match: conditions.optional().meta(doc('Conditions that must all hold for the rule to apply; absent: every request.')),
+    unless: conditions.optional().meta(doc('Exemptions: the rule does not apply when all of these hold.')),
     limit: limit.optional(),
-    action: z.enum(ACTIONS as readonly Action[] as [Action, ...Action[]]),
-    code: z.int({ error: 'expected a whole number' }).optional(),
-    enhanced_code: z.string({ error: 'expected a string like "5.7.1"' }).optional(),
-    text: z.string({ error: 'expected a string' }).optional(),
-    add_header: stringList(headerLine).optional(),
-    on_store_error: z.enum(['fail_open', 'fail_closed']).optional(),
+    action: z
+      .enum(ACTIONS as readonly Action[] as [Action, ...Action[]])
+      .meta(doc('What the rule answers when it decides; continue with add_header tags the message and evaluation goes on.')),
+    code: z
+      .int({ error: 'expected a whole number' })
+      .optional()
+      .meta(doc('SMTP reply code; tempfail and reject only, needs text.', { allowed: '4xx for tempfail, 5xx for reject', defaultText: '450 (tempfail), 550 (reject)' })),
+    enhanced_code: z
+      .string({ error: 'expected a string like "5.7.1"' })
+      .optional()
+      .meta(doc('RFC 3463 enhanced status code; tempfail and reject only.', { allowed: 'X.Y.Z, class matching the code', defaultText: '4.7.1 (tempfail), 5.7.1 (reject)' })),
+    text: z
+      .string({ error: 'expected a string' })
+      .optional()
+      .meta(doc('Reply text (tempfail, reject) or the reason logged and passed to the MTA (quarantine, discard).', { allowed: 'one line, no control characters, at most 400 bytes' })),
+    add_header: stringList(headerLine).optional().meta(doc('Headers added to the message when the rule decides (with action continue: tags, and evaluation goes on).')),
+    on_store_error: z
+      .enum(['fail_open', 'fail_closed'])
+      .optional()
+      .meta(doc('Limit rules only: while a shared (Redis) counter store fails, decide on local counts (fail_open) or answer 451 4.3.0 (fail_closed).', { defaultText: '`fail_open`' })),
     contain: contain.optional(),
     delay: duration
       .superRefine((ms, ctx) => {
         if (ms > MAX_RULE_DELAY_MS) ctx.addIssue({ code: 'custom', message: `at most ${formatDuration(MAX_RULE_DELAY_MS)}: MTAs give up waiting for an answer` });
       })
-      .optional(),
+      .optional()
+      .meta(doc('Tarpit: wait this long before answering when the rule decides.', { valueType: 'duration', allowed: `0 to ${formatDuration(MAX_RULE_DELAY_MS)}` })),
   })
   .superRefine((r, ctx) => {
     let bad = false;
@@ -564,7 +671,7 @@ const metricsListen = z.unknown().transform((v, ctx): HostPort | false => {
     return z.NEVER;
   }
   return hp;
-});
+}).meta({ valueType: '"HOST:PORT" or false', allowed: 'IP address or host name, port 1-65535 (IPv6 in brackets); false: off' } satisfies OptionMeta);
 
 export const DEFAULT_POLICY_LISTEN = 'inet:127.0.0.1:10031';
 export const DEFAULT_MILTER_LISTEN = 'inet:127.0.0.1:8891';
@@ -592,9 +699,11 @@ export const DEFAULT_SNAPSHOT_INTERVAL = '60s';
 
 /** A duration within [min, max] ms. */
 function boundedDuration(min: number, max: number) {
-  return duration.superRefine((ms, ctx) => {
-    if (ms < min || ms > max) ctx.addIssue({ code: 'custom', message: `must be between ${formatDuration(min)} and ${formatDuration(max)}` });
-  });
+  return duration
+    .superRefine((ms, ctx) => {
+      if (ms < min || ms > max) ctx.addIssue({ code: 'custom', message: `must be between ${formatDuration(min)} and ${formatDuration(max)}` });
+    })
+    .meta({ valueType: 'duration', allowed: `${formatDuration(min)} to ${formatDuration(max)}` } satisfies OptionMeta);
 }
 
 const redisUrl = checkedString((s) => {
@@ -607,33 +716,47 @@ const redisUrl = checkedString((s) => {
   if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') return `URL scheme "${url.protocol}" is not redis: or rediss:`;
   if (url.hostname === '') return 'the URL has no host';
   return undefined;
-});
+}, 'URL').meta({ allowed: '`redis://[:PASSWORD@]HOST[:PORT][/DB]` or `rediss://...` (TLS)' } satisfies OptionMeta);
 
 const hostPortItem = checkedString((s) => {
   const r = parseHostPort(s);
   return typeof r === 'string' ? r : undefined;
-});
+}, '"HOST:PORT"');
 
 const redisSection = z
   .strictObject({
-    url: redisUrl.optional(),
-    cluster_nodes: stringList(hostPortItem).optional(),
-    sentinels: stringList(hostPortItem).optional(),
-    sentinel_name: z.string({ error: 'expected a string' }).regex(/^[A-Za-z0-9_.-]{1,64}$/, 'a Sentinel master name').optional(),
-    password: z.string({ error: 'expected a string' }).optional(),
+    url: redisUrl.optional().meta(doc('A single Redis server. Give exactly one of url, cluster_nodes or sentinels.')),
+    cluster_nodes: stringList(hostPortItem).optional().meta(doc('Seed nodes of a Redis Cluster (the rest is discovered).')),
+    sentinels: stringList(hostPortItem).optional().meta(doc('Redis Sentinels to ask for the current master of sentinel_name.')),
+    sentinel_name: z
+      .string({ error: 'expected a string' })
+      .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'a Sentinel master name')
+      .optional()
+      .meta(doc('The master name the Sentinels watch; required with sentinels.', { allowed: '1-64 characters of A-Z a-z 0-9 _ . -' })),
+    password: z.string({ error: 'expected a string' }).optional().meta(doc('Password of the master found through Sentinel (a url carries its own).')),
     // A "{" or "}" in the prefix would make the prefix the hash tag and put every key in one Cluster slot.
     key_prefix: z
       .string({ error: 'expected a string' })
       .max(64, 'at most 64 characters')
       .regex(/^[^{}\s]*$/, 'key_prefix must not contain "{", "}" or white space (they would break the hash tag)')
-      .default(DEFAULT_REDIS_KEY_PREFIX),
-    timeout: boundedDuration(1, 10_000).prefault(DEFAULT_REDIS_TIMEOUT),
+      .default(DEFAULT_REDIS_KEY_PREFIX)
+      .meta(doc('Prepended to every key, so several Levee installations can share one Redis.', { allowed: 'at most 64 characters, no `{`, `}` or white space' })),
+    timeout: boundedDuration(1, 10_000)
+      .prefault(DEFAULT_REDIS_TIMEOUT)
+      .meta(doc('Per-request deadline; past it the request is decided on local counts (and counted in levee_counter_backend_errors_total).')),
     breaker: section(
       z.strictObject({
-        failures: z.int({ error: 'expected a whole number' }).min(1).max(1000).default(DEFAULT_BREAKER_FAILURES),
-        cool_down: boundedDuration(10, 3_600_000).prefault(DEFAULT_BREAKER_COOL_DOWN),
+        failures: z
+          .int({ error: 'expected a whole number' })
+          .min(1)
+          .max(1000)
+          .default(DEFAULT_BREAKER_FAILURES)
+          .meta(doc('Consecutive failures that open the circuit breaker: Redis is no longer asked and counts are local.')),
+        cool_down: boundedDuration(10, 3_600_000)
+          .prefault(DEFAULT_BREAKER_COOL_DOWN)
+          .meta(doc('While the breaker is open, how often a background probe tries Redis again.')),
       }),
-    ),
+    ).meta(doc('The circuit breaker that stops asking a failing Redis.')),
   })
   .superRefine((r, ctx) => {
     if ([r.url, r.cluster_nodes, r.sentinels].filter((x) => x !== undefined).length !== 1) {
@@ -654,14 +777,16 @@ const redisSection = z
       timeoutMs: r.timeout,
       breaker: { failures: r.breaker.failures, coolDownMs: r.breaker.cool_down },
     }),
-  );
+  )
+  .meta(doc('The shared Redis store: required by backend redis (docs/redis.md).'));
 
 const snapshotSection = z
   .strictObject({
-    file: z.string({ error: 'expected an absolute path' }).regex(/^\/[^\0]*$/, 'snapshot file must be an absolute path'),
-    interval: boundedDuration(1000, 86_400_000).prefault(DEFAULT_SNAPSHOT_INTERVAL),
+    file: absolutePath('snapshot file must be an absolute path').meta(doc('Where the counters are saved (written to a temporary file and renamed).')),
+    interval: boundedDuration(1000, 86_400_000).prefault(DEFAULT_SNAPSHOT_INTERVAL).meta(doc('How often the counters are saved while running.')),
   })
-  .transform((s) => ({ file: s.file, intervalMs: s.interval }));
+  .transform((s) => ({ file: s.file, intervalMs: s.interval }))
+  .meta(doc('Save the local (memory) counters periodically and at a clean stop, and restore them at start, so a restart during an attack keeps its limits.'));
 
 /** Sizes: a number of bytes or "500MB", "2GB", "10k". */
 const byteSize = z.unknown().transform((v, ctx) => {
@@ -673,28 +798,49 @@ const byteSize = z.unknown().transform((v, ctx) => {
   }
   const unit = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[(m[2] ?? '').toLowerCase()] ?? 1;
   return Math.round(Number(m[1]) * unit);
-});
+}).meta({ valueType: 'size', allowed: 'bytes, or a number with k, MB, GB, TB (powers of 1024)' } satisfies OptionMeta);
 
-const tierLevels = <T extends z.ZodType>(value: T) =>
-  z.strictObject({ delay: value.optional(), shed: value.optional(), refuse: value.optional() }).transform((t) => compact({ ...t }));
+/** A tier's thresholds for one signal; `worse` says in which direction the reading gets worse. */
+const tierLevels = <T extends z.ZodType>(value: T, worse: 'above' | 'below', description: string) =>
+  z
+    .strictObject({
+      delay: value.optional().meta(doc(`Enter tier delay at or ${worse} this reading.`)),
+      shed: value.optional().meta(doc(`Enter tier shed at or ${worse} this reading.`)),
+      refuse: value.optional().meta(doc(`Enter tier refuse at or ${worse} this reading.`)),
+    })
+    .transform((t) => compact({ ...t }))
+    .meta(doc(description));
 
 const loadSection = z
   .strictObject({
-    sample_interval: boundedDuration(100, 600_000).prefault('5s'),
-    hold: boundedDuration(0, 86_400_000).prefault('60s'),
-    calm_ratio: z.number({ error: 'expected a number' }).gt(0).lt(1).default(0.8),
-    delay: boundedDuration(0, MAX_RULE_DELAY_MS).prefault('1s'),
-    queue_filesystem: z.string({ error: 'expected an absolute path' }).regex(/^\/[^\0]*$/, 'must be an absolute path').optional(),
-    queue_directories: z.array(z.string().regex(/^\/[^\0]*$/, 'must be an absolute path')).default([]),
+    sample_interval: boundedDuration(100, 600_000).prefault('5s').meta(doc('How often load, event-loop lag, queue free space and depth are sampled.')),
+    hold: boundedDuration(0, 86_400_000).prefault('60s').meta(doc('How long it must stay calm before the tier steps down one level (hysteresis).')),
+    calm_ratio: z
+      .number({ error: 'expected a number' })
+      .gt(0)
+      .lt(1)
+      .default(0.8)
+      .meta(doc("Calm means every reading is on the good side of this share of the current tier's threshold.")),
+    delay: boundedDuration(0, MAX_RULE_DELAY_MS).prefault('1s').meta(doc('Answer delay at connect, mail and rcpt in tier delay and above.')),
+    queue_filesystem: absolutePath('must be an absolute path').optional().meta(doc('The filesystem whose free space queue_free reads (the MTA queue).')),
+    queue_directories: z
+      .array(z.string().regex(/^\/[^\0]*$/, 'must be an absolute path').meta({ valueType: 'file path', allowed: 'absolute path' } satisfies OptionMeta))
+      .default([])
+      .meta(doc('Queue directories whose files queue_depth counts (e.g. incoming, active, deferred).')),
     thresholds: z
       .strictObject({
-        load_per_cpu: tierLevels(z.number({ error: 'expected a number' }).positive()).optional(),
-        event_loop_lag: tierLevels(boundedDuration(1, 60_000)).optional(),
-        queue_free: tierLevels(byteSize).optional(),
-        queue_depth: tierLevels(z.int({ error: 'expected a whole number' }).positive()).optional(),
-        stress_share: tierLevels(z.number({ error: 'expected a number between 0 and 1' }).gt(0).max(1)).optional(),
+        load_per_cpu: tierLevels(z.number({ error: 'expected a number' }).positive(), 'above', 'Load average (1 min) divided by the number of CPUs.').optional(),
+        event_loop_lag: tierLevels(boundedDuration(1, 60_000), 'above', "Levee's own event-loop lag (p99 over the last sampling period).").optional(),
+        queue_free: tierLevels(byteSize, 'below', 'Free space on queue_filesystem (needs queue_filesystem).').optional(),
+        queue_depth: tierLevels(z.int({ error: 'expected a whole number' }).positive(), 'above', 'Files in queue_directories (needs queue_directories).').optional(),
+        stress_share: tierLevels(
+          z.number({ error: 'expected a number between 0 and 1' }).gt(0).max(1),
+          'above',
+          'Share of recent policy requests on which Postfix said stress=yes.',
+        ).optional(),
       })
-      .default({}),
+      .default({})
+      .meta(doc('When to step up a tier, per signal; the worst signal sets the tier. Empty: tiers are off and the tier stays normal.')),
   })
   .superRefine((l, ctx) => {
     if (l.thresholds.queue_free !== undefined && l.queue_filesystem === undefined) {
@@ -738,14 +884,25 @@ const argv = (what: string, mustHave?: string) =>
     });
 
 const ADDRESS_RE = /^[^\s@<>]+@[^\s@<>]+$/;
-const mailAddress = checkedString((s) => (ADDRESS_RE.test(s) ? undefined : `"${s}" is not a mail address like postmaster@example.org`));
+const mailAddress = checkedString((s) => (ADDRESS_RE.test(s) ? undefined : `"${s}" is not a mail address like postmaster@example.org`), 'mail address');
 
 const heldSection = z
   .strictObject({
-    retention: boundedDuration(60_000, 365 * 86_400_000).prefault('7d'),
-    max_records: z.int({ error: 'expected a whole number' }).min(1).max(1_000_000).default(10_000),
-    release_command: argv('release_command', '{queue_id}').default(DEFAULT_RELEASE_COMMAND),
-    drop_command: argv('drop_command', '{queue_id}').default(DEFAULT_DROP_COMMAND),
+    retention: boundedDuration(60_000, 365 * 86_400_000)
+      .prefault('7d')
+      .meta(doc('How long Levee remembers a held message (answered quarantine) for `levee held`; the mail itself stays in the MTA.')),
+    max_records: z
+      .int({ error: 'expected a whole number' })
+      .min(1)
+      .max(1_000_000)
+      .default(10_000)
+      .meta(doc('The most held-message records kept; the oldest go first.')),
+    release_command: argv('release_command', '{queue_id}')
+      .default(DEFAULT_RELEASE_COMMAND)
+      .meta(doc('What `levee release` runs, as the admin who runs it (postsuper needs root): a program and its arguments, no shell; `{queue_id}` and `{id}` are replaced.', { valueType: 'list of strings' })),
+    drop_command: argv('drop_command', '{queue_id}')
+      .default(DEFAULT_DROP_COMMAND)
+      .meta(doc('What `levee drop` runs, like release_command.', { valueType: 'list of strings' })),
   })
   .transform(
     (h): HeldSettings => ({ retentionMs: h.retention, maxRecords: h.max_records, releaseCommand: h.release_command, dropCommand: h.drop_command }),
@@ -753,19 +910,27 @@ const heldSection = z
 
 const notifySection = z
   .strictObject({
-    command: argv('notify.command').optional(),
+    command: argv('notify.command')
+      .optional()
+      .meta(doc('Run when a customer is warned or held (contain): the notice on stdin; LEVEE_EVENT, LEVEE_RULE, LEVEE_SUBJECT, LEVEE_COUNT, LEVEE_LIMIT, LEVEE_UNTIL set; killed after 10 s.', { valueType: 'list of strings' })),
     mail: z
       .strictObject({
-        to: mailAddress,
-        from: mailAddress.optional(),
-        smtp: metricsListen.prefault('127.0.0.1:25'),
+        to: mailAddress.meta(doc('The postmaster address the notice goes to.', { valueType: 'mail address' })),
+        from: mailAddress.optional().meta(doc('The notice\'s sender.', { valueType: 'mail address', defaultText: 'the `to` address' })),
+        smtp: metricsListen.prefault('127.0.0.1:25').meta(doc('The local MTA, plain SMTP.', { valueType: '"HOST:PORT"' })),
       })
       .superRefine((m, ctx) => {
         if (m.smtp === false) ctx.addIssue({ code: 'custom', message: 'smtp must be HOST:PORT of the local MTA', path: ['smtp'] });
       })
       .transform((m) => ({ to: m.to, from: m.from ?? m.to, smtp: m.smtp as HostPort }))
-      .optional(),
-    max_per_hour: z.int({ error: 'expected a whole number' }).min(1).max(10_000).default(60),
+      .optional()
+      .meta(doc('The notice as a mail through the local MTA.')),
+    max_per_hour: z
+      .int({ error: 'expected a whole number' })
+      .min(1)
+      .max(10_000)
+      .default(60)
+      .meta(doc('Notices beyond this many an hour are only logged.')),
   })
   .transform((n): NotifySettings => ({ command: n.command, mail: n.mail, maxPerHour: n.max_per_hour }));
 
@@ -773,16 +938,34 @@ export const configSchema = z
   .strictObject({
     listen: section(
       z.strictObject({
-        policy: listenList.prefault([DEFAULT_POLICY_LISTEN]),
-        milter: listenList.prefault([DEFAULT_MILTER_LISTEN]),
+        policy: listenList
+          .prefault([DEFAULT_POLICY_LISTEN])
+          .meta(doc('Postfix policy service listeners (`check_policy_service`); a unix socket is created mode 0660, a stale one left by a crash is replaced, a live one never taken over. `[]`: off.')),
+        milter: listenList
+          .prefault([DEFAULT_MILTER_LISTEN])
+          .meta(doc('Milter listeners (Postfix `smtpd_milters`, sendmail `INPUT_MAIL_FILTER`), same syntax. `[]`: off.')),
       }),
-    ),
-    metrics: section(z.strictObject({ listen: metricsListen.prefault(DEFAULT_METRICS_LISTEN) })),
+    ).meta(doc('Where the MTAs connect. Read at start only: a change needs a restart (a reload logs a warning).')),
+    metrics: section(
+      z.strictObject({
+        listen: metricsListen
+          .prefault(DEFAULT_METRICS_LISTEN)
+          .meta(doc('Prometheus `/metrics` and `/healthz` over HTTP; false: off. Read at start only.')),
+      }),
+    ).meta(doc('The Prometheus endpoint (docs/operations.md lists the metrics).')),
     counters: section(
       z
         .strictObject({
-          backend: z.enum(['memory', 'redis'], { error: 'expected "memory" or "redis"' }).default('memory'),
-          max_keys: z.int({ error: 'expected a whole number' }).min(1).max(100_000_000).default(DEFAULT_MAX_KEYS),
+          backend: z
+            .enum(['memory', 'redis'], { error: 'expected "memory" or "redis"' })
+            .default('memory')
+            .meta(doc("Where rate counters live: this host's memory, or Redis, shared between MX hosts.")),
+          max_keys: z
+            .int({ error: 'expected a whole number' })
+            .min(1)
+            .max(100_000_000)
+            .default(DEFAULT_MAX_KEYS)
+            .meta(doc('The most counter keys kept locally (every counter with memory, the fallback with redis); the least recently used is evicted, so a flood of random addresses cannot exhaust memory.')),
           redis: redisSection.optional(),
           snapshot: snapshotSection.optional(),
         })
@@ -791,27 +974,52 @@ export const configSchema = z
             ctx.addIssue({ code: 'custom', message: 'backend redis needs a counters.redis section with url, cluster_nodes or sentinels', path: ['backend'] });
           }
         }),
-    ),
+    ).meta(doc('Rate counters. Read at start only: a change needs a restart (a reload logs a warning).')),
     log: section(
       z.strictObject({
-        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-        buffered: z.boolean({ error: 'expected true or false' }).default(true),
+        level: z
+          .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+          .default('info')
+          .meta(doc('info writes one JSON line per decision; warn only problems. `levee run --log-level` overrides it.')),
+        buffered: z
+          .boolean({ error: 'expected true or false' })
+          .default(true)
+          .meta(doc('Write log lines to stdout in blocks, at least every second and at every exit; false writes each line at once (even a kill -9 loses none), at some CPU per decision.')),
       }),
-    ),
+    ).meta(doc('JSON log lines on stdout.')),
     policy: section(
       z.strictObject({
-        fail_action: z.enum(['continue', 'tempfail']).default('continue'),
-        idle_timeout: duration.prefault(DEFAULT_IDLE_TIMEOUT),
+        fail_action: z
+          .enum(['continue', 'tempfail'])
+          .default('continue')
+          .meta(doc('The answer when a decision fails inside Levee or a request cannot be decided: continue (DUNNO / SMFIR_CONTINUE, fail open) or tempfail (451 4.3.0, fail closed). Policy and milter alike.')),
+        idle_timeout: duration
+          .prefault(DEFAULT_IDLE_TIMEOUT)
+          .meta(doc("Close a policy connection idle this long; keep it above Postfix's smtpd_policy_service_max_idle (300s) so Postfix closes first.")),
       }),
-    ),
-    load: section(loadSection),
+    ).meta(doc('How the listeners answer when things go wrong.')),
+    load: section(loadSection).meta(doc('Outbreak mode: sample load and queue pressure and step through tiers normal, delay (slow answers), shed (skip content checks), refuse (tempfail new connections), with hysteresis.')),
     batv: z
       .strictObject({
-        secret_file: z.string({ error: 'expected an absolute path' }).regex(/^\/[^\0]*$/, 'secret_file must be an absolute path'),
-        key_id: z.int({ error: 'expected a whole number 0-9' }).min(0).max(9).default(0),
-        domains: stringList(checkedString((d) => (/^[a-z0-9.-]+\.[a-z]{2,}$/i.test(d) ? undefined : `"${d}" is not a domain`))),
-        valid_days: z.int({ error: 'expected a whole number of days' }).min(1).max(30).default(7),
-        sign_clients: stringList(cidrItem, true).default([]),
+        secret_file: absolutePath('secret_file must be an absolute path').meta(doc('File holding the signing secret, at least 16 characters; read at start and reload.')),
+        key_id: z
+          .int({ error: 'expected a whole number 0-9' })
+          .min(0)
+          .max(9)
+          .default(0)
+          .meta(doc('Carried in every tag, so the secret can be rotated.')),
+        domains: stringList(checkedString((d) => (/^[a-z0-9.-]+\.[a-z]{2,}$/i.test(d) ? undefined : `"${d}" is not a domain`), 'domain')).meta(
+          doc('Envelope senders in these domains are signed; bounces to them are checked.'),
+        ),
+        valid_days: z
+          .int({ error: 'expected a whole number of days' })
+          .min(1)
+          .max(30)
+          .default(7)
+          .meta(doc('How many days a signed address accepts bounces.')),
+        sign_clients: stringList(cidrItem, true)
+          .default([])
+          .meta(doc('Besides authenticated clients, mail from these networks (your own hosts) is signed.', { defaultText: '`[]`' })),
       })
       .transform(
         (b): BatvSettings => ({
@@ -822,26 +1030,35 @@ export const configSchema = z
           signClients: b.sign_clients as string[],
         }),
       )
-      .optional(),
+      .optional()
+      .meta(doc('BATV (bounce address tag validation): sign outbound envelope senders (milter CHGFROM) and give bounces to those domains the fact `batv`. Absent: off.')),
     admin: section(
       z
         .strictObject({
-          listen: metricsListen.prefault(DEFAULT_ADMIN_LISTEN),
-          token_file: z.string({ error: 'expected an absolute path' }).regex(/^\/[^\0]*$/, 'token_file must be an absolute path').optional(),
+          listen: metricsListen
+            .prefault(DEFAULT_ADMIN_LISTEN)
+            .meta(doc('The admin endpoint over HTTP behind `levee status`, `top`, `blocks`, `block`, `unblock`, `report`; false: off.')),
+          token_file: absolutePath('token_file must be an absolute path')
+            .optional()
+            .meta(doc('File holding the bearer token (at least 16 characters) that `levee block` and `unblock` must present; without it, changes are refused (403).')),
         })
         .transform((a) => ({ listen: a.listen, tokenFile: a.token_file })),
-    ),
-    held: section(heldSection),
-    notify: section(notifySection),
+    ).meta(doc('The admin endpoint: read-only without a token.')),
+    held: section(heldSection).meta(doc('Mail answered quarantine (held in the MTA) and the commands `levee release` / `levee drop` run.')),
+    notify: section(notifySection).meta(doc('How the postmaster hears that a customer was warned or held (rules with contain).')),
     recipients: section(
       z
         .strictObject({
-          file: z.string({ error: 'expected an absolute path' }).regex(/^\/[^\0]*$/, 'recipients file must be an absolute path').optional(),
+          file: absolutePath('recipients file must be an absolute path')
+            .optional()
+            .meta(doc('The recipient directory: which recipients exist, for the condition recipient_status. One entry per line: `@example.org` (our domain), `alice@example.org`, `@example.net *` (a catch-all domain), `!old@example.net` (except this address).')),
         })
         .transform((r) => ({ file: r.file })),
-    ),
+    ).meta(doc('Who exists, so unknown recipients can get 550 5.1.1 rather than a 4xx.')),
     // `rules:` with every rule commented out is an empty list, not an error.
-    rules: z.preprocess((v) => v ?? [], z.array(rule, { error: 'expected a list of rules' })),
+    rules: z
+      .preprocess((v) => v ?? [], z.array(rule, { error: 'expected a list of rules' }))
+      .meta(doc('The rules, in order. A rule without limit decides as soon as it applies (first match wins); a limit rule decides when its counter is over max. When no rule decides the answer is continue. Absent: no rules at all (the built-in set is only in the embedded defaults).', { defaultText: '`[]`' })),
   })
   .superRefine((c, ctx) => {
     const seen = new Map<string, number>();

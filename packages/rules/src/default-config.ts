@@ -11,6 +11,8 @@
 
 export const DEFAULT_CONFIG_YAML = `# Levee built-in configuration.
 # Durations: 500ms, 60s, 5m, 1h, 1d or a number of milliseconds.
+# Every option: docs/configuration-reference.md; all of them in a commented
+# file: deploy/examples/levee.yaml.
 
 listen:
   # Postfix: check_policy_service inet:127.0.0.1:10031

@@ -76,6 +76,8 @@ export {
 export type { ConfigIssue, ConfigLoadResult } from './config-load.js';
 export { formatConfigIssue, loadConfig } from './config-load.js';
 export { DEFAULT_CONFIG_YAML } from './default-config.js';
+export type { ConfigOption, ConfigSection, JsonNode, OptionMeta } from './config-reference.js';
+export { allowedText, configJsonSchema, configReferenceMarkdown, configSections, flattenOptions, formatConfigReference, typeText } from './config-reference.js';
 
 export type { CompiledCondition, CompiledLimit, CompiledRule, RuleOutcome, RuleTrace, Ruleset } from './rules-compile.js';
 export { compileRules, countAmount, isTaggingRule } from './rules-compile.js';
