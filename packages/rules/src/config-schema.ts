@@ -27,6 +27,7 @@ import { checkPattern, type PatternField } from './string-pattern.js';
 import type { RecipientStatus } from './recipient-directory.js';
 import type { Tier, TierThresholds } from './load-tier.js';
 import type { BatvCheck } from './batv.js';
+import { DEFAULT_WORM_ATTACHMENTS, expandDefences, isDefenceRuleName, type DefencesConfig, type RateSpec } from './defences.js';
 import { parseKeyTemplate } from './key-template.js';
 import { formatDuration, parseDuration } from './duration.js';
 import { completeReply, replyClassForAction, validateReply, validateReplyText } from './reply.js';
@@ -934,6 +935,125 @@ const notifySection = z
   })
   .transform((n): NotifySettings => ({ command: n.command, mail: n.mail, maxPerHour: n.max_per_hour }));
 
+// ---- defences: built-in rule families (defences.ts) --------------------------
+
+/** `family: true` switches a family on with its defaults; false or absent: off. */
+function family<T extends z.ZodType>(options: T) {
+  return z.preprocess((v) => (v === true ? {} : v === false || v === null ? undefined : v), options.optional());
+}
+
+/** A rate's fields, each with its default. */
+const rateFields = (max: number, window: string, what: string) =>
+  z.strictObject({
+    max: count.default(max).meta(doc(`At most this many ${what} in the window.`)),
+    window: duration.prefault(window).meta(doc('Length of the sliding window.')),
+  });
+
+/** A rate with defaults for what is left out: absent or `{}` is the default rate. */
+const rate = (max: number, window: string, what: string) =>
+  rateFields(max, window, what)
+    .prefault({})
+    .transform((r): RateSpec => ({ max: r.max, windowMs: r.window }))
+    .meta(doc(`${what} allowed per window.`, { defaultText: `${max} in ${window}` }));
+
+/** A rate that can also be switched off with false (absent or true: the default rate); resolved by onRate. */
+const switchableRate = (max: number, window: string, what: string) =>
+  z
+    .union([z.boolean(), rateFields(max, window, what)])
+    .optional()
+    .meta(doc(`${what} allowed per window; false: not limited.`, { defaultText: `${max} in ${window}`, valueType: '{ max, window } or false' }));
+
+function onRate(v: boolean | { max: number; window: number } | undefined, max: number, window: string): RateSpec | undefined {
+  if (v === false) return undefined;
+  if (v === true || v === undefined) return { max, windowMs: parseDuration(window) ?? 0 };
+  return { max: v.max, windowMs: v.window };
+}
+
+const defencesSection = z
+  .strictObject({
+    exempt: stringList(cidrItem, true)
+      .default(['127.0.0.0/8', '::1'])
+      .meta(doc('Client networks no defence applies to (your own hosts), except contain: a stolen password sends through your own webmail.', { defaultText: '["127.0.0.0/8", "::1"]' })),
+    connection_floods: family(
+      z.strictObject({
+        per_client: rate(30, '1m', 'new connections per client address'),
+        per_network: rate(100, '1m', 'new connections per client /24 (IPv6 /64)'),
+        client_concurrency: z.int().min(1).default(10).meta(doc('Open connections per client address (milter only: it sees connections close).')),
+        total_concurrency: z.int().min(1).optional().meta(doc('Open connections in all, like sendmail MaxDaemonChildren (milter only).')),
+        tarpit: boundedDuration(0, MAX_RULE_DELAY_MS).prefault('1s').meta(doc('Wait this long before refusing an over-limit client.')),
+      }),
+    ).meta(doc('Connection floods: 421 4.7.0 past the per-client and per-network rates and concurrency (Postfix asks at CONNECT only with smtpd_delay_reject = no).')),
+    dictionary_attack: family(rate(10, '10m', 'unknown recipients per client')).meta(
+      doc('Many unknown recipients from one client (dictionary attack, Joe job): 550 5.7.1 to the rest of its mail. Needs recipients.file.', { defaultText: 'off; true: 10 in 10m' }),
+    ),
+    unknown_recipients: family(z.strictObject({})).meta(doc('Unknown recipients get 550 5.1.1, never 4xx. Needs recipients.file.')),
+    bounce_storms: family(
+      z.strictObject({
+        per_client: rate(30, '10m', 'bounces (null sender) per client address'),
+        per_recipient: rate(10, '1h', 'bounces per recipient'),
+      }),
+    ).meta(doc('Bounce storms (backscatter): 450 4.7.1 past the rates.')),
+    batv_bounces: family(z.strictObject({})).meta(doc('Bounces to addresses of batv.domains without a valid BATV tag: 550 5.7.1. Needs the batv section.')),
+    forged_bounces: family(
+      z.strictObject({
+        our_hosts: stringList(z.string().regex(/^[A-Za-z0-9.-]+$/, 'expected a host name')).meta(doc('Names of your MX/relay hosts as they appear in Received lines.')),
+      }),
+    ).meta(doc('A bounce whose returned headers never passed our_hosts answers mail sent in your name by someone else: 550 5.7.1 (milter).')),
+    worms: family(
+      z.strictObject({
+        attachments: stringList(patternItem('filename')).default(DEFAULT_WORM_ATTACHMENTS).meta(doc('Attachment names (also inside zip archives) that are worms.')),
+        action: z.enum(['discard', 'reject', 'quarantine']).default('discard').meta(doc('Never bounce: drop, refuse at SMTP time, or hold.')),
+      }),
+    ).meta(doc('Worm mail by attachment name (milter): never delivered, never bounced.')),
+    av_notices: family(z.strictObject({})).meta(doc('Anti-virus "virus found" notices (to forged senders): discarded (milter).')),
+    auto_replies: family(z.strictObject({})).meta(doc('Auto-replies (RFC 3834 Auto-Submitted, X-Autoreply) to mail our users did not send: discarded unless BATV shows it left here (milter).')),
+    contain: family(
+      z.strictObject({
+        messages: switchableRate(300, '1h', 'messages per customer'),
+        recipients: switchableRate(1000, '1h', 'recipients per customer'),
+        domains: switchableRate(100, '1h', 'distinct recipient domains per customer'),
+        local_networks: stringList(cidrItem, true).default([]).meta(doc('Your customers\' networks that relay without SMTP AUTH: contained per client address.')),
+        grace: boundedDuration(0, 30 * 86_400_000).prefault('15m').meta(doc('Warn only for this long after the first trip.')),
+        hold_for: boundedDuration(1000, 30 * 86_400_000).prefault('2h').meta(doc('Then hold the customer\'s mail this long.')),
+      }),
+    ).meta(doc('Contain the infected customer: per SASL user (and per address of local_networks), warn, hold after grace, expire (cookbook recipe 5).')),
+  })
+  .transform(
+    (d): DefencesConfig =>
+      compact({
+        exempt: d.exempt as string[],
+        connectionFloods:
+          d.connection_floods === undefined
+            ? undefined
+            : {
+                perClient: d.connection_floods.per_client,
+                perNetwork: d.connection_floods.per_network,
+                clientConcurrency: d.connection_floods.client_concurrency,
+                totalConcurrency: d.connection_floods.total_concurrency,
+                tarpitMs: d.connection_floods.tarpit,
+              },
+        dictionaryAttack: d.dictionary_attack,
+        unknownRecipients: d.unknown_recipients,
+        bounceStorms: d.bounce_storms === undefined ? undefined : { perClient: d.bounce_storms.per_client, perRecipient: d.bounce_storms.per_recipient },
+        batvBounces: d.batv_bounces,
+        forgedBounces: d.forged_bounces === undefined ? undefined : { ourHosts: d.forged_bounces.our_hosts as string[] },
+        worms: d.worms === undefined ? undefined : { attachments: d.worms.attachments as string[], action: d.worms.action },
+        avNotices: d.av_notices,
+        autoReplies: d.auto_replies,
+        contain:
+          d.contain === undefined
+            ? undefined
+            : {
+                messages: onRate(d.contain.messages, 300, '1h'),
+                recipients: onRate(d.contain.recipients, 1000, '1h'),
+                domains: onRate(d.contain.domains, 100, '1h'),
+                localNetworks: d.contain.local_networks as string[],
+                graceMs: d.contain.grace,
+                holdMs: d.contain.hold_for,
+              },
+      }) as DefencesConfig,
+  );
+
 export const configSchema = z
   .strictObject({
     listen: section(
@@ -1055,14 +1175,24 @@ export const configSchema = z
         })
         .transform((r) => ({ file: r.file })),
     ).meta(doc('Who exists, so unknown recipients can get 550 5.1.1 rather than a 4xx.')),
+    defences: section(defencesSection).meta(doc('Built-in rule families, one per defence, switched on with true or tuned; they run before rules (docs/cookbook.md).')),
     // `rules:` with every rule commented out is an empty list, not an error.
     rules: z
       .preprocess((v) => v ?? [], z.array(rule, { error: 'expected a list of rules' }))
       .meta(doc('The rules, in order. A rule without limit decides as soon as it applies (first match wins); a limit rule decides when its counter is over max. When no rule decides the answer is continue. Absent: no rules at all (the built-in set is only in the embedded defaults).', { defaultText: '`[]`' })),
   })
   .superRefine((c, ctx) => {
+    const needs = (on: unknown, family: string, what: string, present: boolean): void => {
+      if (on !== undefined && !present) ctx.addIssue({ code: 'custom', message: `needs ${what}`, path: ['defences', family] });
+    };
+    needs(c.defences.unknownRecipients, 'unknown_recipients', 'recipients.file (the list of your users)', c.recipients.file !== undefined);
+    needs(c.defences.dictionaryAttack, 'dictionary_attack', 'recipients.file (to know a recipient is unknown)', c.recipients.file !== undefined);
+    needs(c.defences.batvBounces, 'batv_bounces', 'the batv section', c.batv !== undefined);
     const seen = new Map<string, number>();
     c.rules.forEach((r, i) => {
+      if (isDefenceRuleName(r.name)) {
+        ctx.addIssue({ code: 'custom', message: `rule names starting with "defence." are the defences section's`, path: ['rules', i, 'name'] });
+      }
       const first = seen.get(r.name);
       if (first !== undefined) {
         ctx.addIssue({ code: 'custom', message: `duplicate rule name "${r.name}" (first used by rules.${first})`, path: ['rules', i, 'name'] });
@@ -1084,6 +1214,13 @@ export const configSchema = z
       admin: c.admin,
       held: c.held,
       notify: c.notify,
-      rules: c.rules,
+      rules: [...defenceRules(c.defences), ...c.rules],
     }),
   );
+
+/** The rules of the defences switched on, through the same rule schema as `rules:` (a failure here is Levee's bug). */
+function defenceRules(d: DefencesConfig): RuleConfig[] {
+  const parsed = z.array(rule).safeParse(expandDefences(d));
+  if (!parsed.success) throw new Error(`defences expanded to an invalid rule: ${parsed.error.message}`);
+  return parsed.data;
+}
