@@ -247,6 +247,8 @@ describe('fuzzing the live milter listener', () => {
     const stalled: { label: string; hex: string }[] = [];
     let cases = 0;
     while (Date.now() < deadline && cases < 100_000) {
+      // The harness keeps every log line; drop them, or they would be what grows.
+      levee.logs.splice(0);
       for (const c of fc.sample(fuzzCase, 20)) {
         if (Date.now() >= deadline) break;
         if ((await throwAt(levee.milterPort, c)) === 'open') {
@@ -270,9 +272,10 @@ describe('fuzzing the live milter listener', () => {
     expect(levee.daemon.milterConcurrency('192.0.2.1')).toBe(0);
 
     // Nothing per connection stays behind: the heap after a full collection is near where it started.
+    levee.logs.splice(0);
     collectGarbage();
     const grownMiB = (process.memoryUsage().heapUsed - heapBefore) / 2 ** 20;
     console.log(`milter fuzz: ${cases} cases in ${SECONDS} s ${JSON.stringify(labels)}, heap ${grownMiB.toFixed(1)} MiB grown`);
-    expect(grownMiB).toBeLessThan(64);
+    expect(grownMiB).toBeLessThan(32);
   });
 });
