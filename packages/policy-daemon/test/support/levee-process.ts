@@ -10,7 +10,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { CLI } from './cli.js';
-import { alive, sleep, waitUntil } from './process-tools.js';
+import { alive, waitUntil } from './process-tools.js';
 
 const TIMEOUT = '/usr/bin/timeout';
 
@@ -96,7 +96,6 @@ export async function startLevee(configFile: string, options: { readonly maxLife
         signal(pid, 'SIGTERM');
         if (!(await waitUntil(() => !alive(pid), graceMs))) signal(pid, 'SIGKILL');
         await gone();
-        await sleep(0);
       })();
       return stopping;
     },
