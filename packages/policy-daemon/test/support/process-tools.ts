@@ -34,7 +34,7 @@ import { join } from 'node:path';
 const UNSHARE = '/usr/bin/unshare';
 
 /** The harnesses that hand out loopback ports; each one's lock files are respected by all the others. */
-const PORT_LOCK_KINDS = ['postfix', 'sendmail', 'redis'] as const;
+const PORT_LOCK_KINDS = ['postfix', 'sendmail', 'redis', 'levee'] as const;
 export type PortLockKind = (typeof PORT_LOCK_KINDS)[number];
 
 // ---------------------------------------------------------------- basics
