@@ -111,7 +111,7 @@ export function createHeldMail(options: { readonly retentionMs: () => number; re
         clientAddress: facts.clientAddress,
         saslUsername: facts.saslUsername,
         sender: facts.sender,
-        recipients: facts.recipient === undefined ? [] : [facts.recipient],
+        recipients: facts.recipients?.slice(0, MAX_RECIPIENTS) ?? (facts.recipient === undefined ? [] : [facts.recipient]),
         queueId: facts.queueId,
         transaction,
       };

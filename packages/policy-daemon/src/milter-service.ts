@@ -104,13 +104,17 @@ interface MessageWork {
   /** Content scanning was skipped for this message (load tier shed or above). */
   shed: boolean;
   acceptedRecipients: number;
+  /** The accepted recipients (the first MAX_KEPT_RECIPIENTS), for what Levee records of a held message. */
+  recipients: string[];
   quarantine: string | undefined;
   headers: HeaderToAdd[];
   /** This message's id among the service's (Facts.instance, as Postfix's policy `instance`). */
   transaction: string;
 }
 
-const newMessage = (transaction: string): MessageWork => ({ scanner: undefined, shed: false, acceptedRecipients: 0, quarantine: undefined, headers: [], transaction });
+const newMessage = (transaction: string): MessageWork => ({ scanner: undefined, shed: false, acceptedRecipients: 0, recipients: [], quarantine: undefined, headers: [], transaction });
+
+const MAX_KEPT_RECIPIENTS = 50;
 
 /** `<a@b>` -> `a@b`, `<>` and "" -> "" (the null sender). */
 export function unbracket(address: string): string {
@@ -230,7 +234,7 @@ export function createMilterService(options: MilterServiceOptions): MilterServic
     const onConnect = at('connect');
     const onHelo = at('helo');
     const onMailDecision = at('mail');
-    const onData = at('data', () => ({ recipientCount: message.acceptedRecipients }));
+    const onData = at('data', () => ({ recipientCount: message.acceptedRecipients, recipients: message.recipients }));
 
     const endOfMessage = (verdict: Verdict, f: Facts, ctx: MilterContext): MilterEomResponse => {
       const response = respond(verdict, 'eom');
@@ -278,10 +282,14 @@ export function createMilterService(options: MilterServiceOptions): MilterServic
           return onMailDecision(ctx);
         },
         onRcpt(recipient, ctx) {
-          const verdict = decideStage(facts(ctx, 'rcpt', { recipient: unbracket(recipient.address) }));
+          const address = unbracket(recipient.address);
+          const verdict = decideStage(facts(ctx, 'rcpt', { recipient: address }));
           const answer = (v: Verdict): MilterResponse => {
             const response = respond(v, 'rcpt');
-            if (response.action === 'continue' || response.action === 'accept') message.acceptedRecipients++;
+            if (response.action === 'continue' || response.action === 'accept') {
+              message.acceptedRecipients++;
+              if (message.recipients.length < MAX_KEPT_RECIPIENTS) message.recipients.push(address);
+            }
             return response;
           };
           return verdict instanceof Promise ? verdict.then((v) => after(answer(v), v.delayMs)) : after(answer(verdict), verdict.delayMs);
@@ -305,6 +313,7 @@ export function createMilterService(options: MilterServiceOptions): MilterServic
           const content: MessageFacts = scanned ?? { headers, attachments: [], parts: 0, bodyBytes: ctx.message?.bodyBytes ?? 0 };
           const f = facts(ctx, 'eom', {
             recipientCount: message.acceptedRecipients,
+            recipients: message.recipients,
             size: ctx.message?.bodyBytes ?? content.bodyBytes,
             message: content,
           });

@@ -170,6 +170,8 @@ describe('real Postfix with Levee as smtpd_milters', () => {
     // Postfix logs the hold; the reason is in Levee's decision line.
     expect(mta().maillog()).toMatch(new RegExp(`${String(id)}: milter-hold: END-OF-MESSAGE from .*to=<held@example\\.org>`));
     expect(levee?.logs.some((l) => l['stage'] === 'eom' && l['action'] === 'quarantine' && l['rule'] === 'hold' && l['queue_id'] === id)).toBe(true);
+    // Levee keeps a record of it, with Postfix's queue id, for levee held / release / drop.
+    expect(levee?.daemon.containment.held()).toContainEqual(expect.objectContaining({ protocol: 'milter', rule: 'hold', queueId: id, recipients: ['held@example.org'] }));
     await mta().flush();
     await sleep(300);
     expect(mta().deliveredMessages().length).toBe(before);

@@ -87,6 +87,8 @@ describe('real sendmail with Levee as INPUT_MAIL_FILTER (F=T)', () => {
     }
     expect(held).toEqual([expect.objectContaining({ quarantined: true, reason: 'held for review by levee' })]);
     expect(delivered('held@example.org')).toEqual([]);
+    // Levee keeps a record of it, with sendmail's queue id, for levee held / release / drop.
+    expect(levee?.daemon.containment.held()).toContainEqual(expect.objectContaining({ protocol: 'milter', queueId: held[0]?.id, recipients: ['held@example.org'] }));
   });
 
   test('over IPv6 (::1): delivered with the header; reject works', async () => {

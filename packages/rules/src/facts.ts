@@ -30,6 +30,8 @@ export interface Facts {
   readonly sender?: string;
   readonly recipient?: string;
   readonly recipientCount?: number;
+  /** The transaction's accepted recipients so far, where the MTA's protocol tells them all (milter, from DATA on; bounded). */
+  readonly recipients?: readonly string[];
   readonly queueId?: string;
   /** Transaction id (Postfix `instance`). */
   readonly instance?: string;
