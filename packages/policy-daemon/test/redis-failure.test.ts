@@ -11,10 +11,12 @@ import { startRedis, type RedisInstance } from './support/redis.js';
 
 jest.setTimeout(90_000);
 
-// The deadline under test is the default (25ms); CI runs on 2 busy cores, so
-// "answered in time" means within deadline + 200ms, never an exact timing.
+// The deadline under test is the default (25ms). "Never stalls" is checked as
+// "answered within deadline + 1s": a request that waited on the dead store would
+// wait for as long as Redis is stopped (seconds), while scheduling noise on 2
+// cores shared with other jobs was seen to reach 230ms. Never an exact timing.
 const DEADLINE_MS = 25;
-const MARGIN_MS = 200;
+const MARGIN_MS = 1000;
 
 let redis: RedisInstance;
 const daemons: TestDaemon[] = [];
@@ -105,9 +107,14 @@ test('a Redis that accepts connections but never answers (SIGSTOP) does not stal
     `redis SIGSTOPped: ${load.latencies.length} requests, ${slow} waited for the ${DEADLINE_MS}ms deadline, p50 ${percentile(load.latencies, 50).toFixed(2)}ms, p99 ${percentile(load.latencies, 99).toFixed(2)}ms, max ${Math.max(...load.latencies).toFixed(2)}ms`,
   );
   expect(Math.max(...load.latencies)).toBeLessThan(DEADLINE_MS + MARGIN_MS);
-  // The breaker opened: only the first few requests (plus those in flight then) paid the deadline.
-  expect(slow).toBeLessThan(20);
-  expect(await a.metricsText()).toMatch(/^levee_counter_backend_errors_total\{backend="redis",outcome="timeout"\} [1-9]\d*$/m);
+  // The breaker opened: only the first few requests (those before it and in flight then) paid the
+  // deadline (outcome timeout); the rest were answered from local counts at once (circuit_open).
+  const metrics = await a.metricsText();
+  const timeouts = Number(/^levee_counter_backend_errors_total\{backend="redis",outcome="timeout"\} (\d+)$/m.exec(metrics)?.[1] ?? 0);
+  const skipped = Number(/^levee_counter_backend_errors_total\{backend="redis",outcome="circuit_open"\} (\d+)$/m.exec(metrics)?.[1] ?? 0);
+  expect(timeouts).toBeGreaterThan(0);
+  expect(timeouts).toBeLessThan(20);
+  expect(skipped).toBeGreaterThan(timeouts);
 
   await Promise.all([waitDegraded(a, false, 20_000), waitDegraded(b, false, 20_000)]);
   await expectShared(a, b, 'after@example.net');
