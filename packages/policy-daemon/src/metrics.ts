@@ -24,6 +24,10 @@ export interface Metrics {
   /** 1 while the shared counter store is skipped (breaker open), else 0. */
   readonly counterStoreDegraded: Gauge;
   readonly counterEvictions: Counter;
+  /** Changes to a shared list made here and not yet written to Redis. */
+  readonly sharedListPending: Gauge<'list'>;
+  /** When a shared list was last in step with Redis, seconds since the epoch. */
+  readonly sharedListSyncedAt: Gauge<'list'>;
 }
 
 /** Decisions take tens of microseconds; HTTP-style default buckets would hide them all in the first. */
@@ -104,6 +108,18 @@ export function createMetrics(options: { readonly counterKeys?: () => number; re
     counterStoreDegraded: new Gauge({
       name: 'levee_counter_store_degraded',
       help: '1 while the shared counter store is failing and requests are counted locally.',
+      registers,
+    }),
+    sharedListPending: new Gauge({
+      name: 'levee_shared_list_pending_changes',
+      help: 'Changes to a shared list (e.g. blocks) made on this host and not yet written to Redis.',
+      labelNames: ['list'] as const,
+      registers,
+    }),
+    sharedListSyncedAt: new Gauge({
+      name: 'levee_shared_list_last_sync_timestamp_seconds',
+      help: 'When a shared list was last read from Redis with nothing left to write.',
+      labelNames: ['list'] as const,
       registers,
     }),
     counterEvictions: new Counter({

@@ -177,14 +177,16 @@ function reconnectDelay(times: number): number {
 /**
  * createRedisClient - an ioredis client that fails fast: no offline queue (a
  * command while disconnected is rejected at once instead of waiting for a
- * reconnect), no replay after a reconnect, a per-command timeout equal to the
- * request deadline, and reconnection in the background forever.
+ * reconnect), no replay after a reconnect, a per-command timeout (default: the
+ * request deadline; the shared lists' connection passes a longer one), and
+ * reconnection in the background forever. Auto-pipelining is on: the
+ * commands of all requests issued in one event-loop turn go out in one write.
  * Attach an 'error' listener (the daemon does), or ioredis reports nothing.
  */
-export function createRedisClient(settings: RedisSettings): RedisClient {
+export function createRedisClient(settings: RedisSettings, commandTimeoutMs = settings.timeoutMs): RedisClient {
   // The fail-fast options every node connection gets (no undefined values: ioredis's option
   // types do not accept them under exactOptionalPropertyTypes).
-  const perNode = { maxRetriesPerRequest: 0, commandTimeout: settings.timeoutMs, connectTimeout: 1000 };
+  const perNode = { maxRetriesPerRequest: 0, commandTimeout: commandTimeoutMs, connectTimeout: 1000 };
   const single = { ...perNode, enableOfflineQueue: false, enableAutoPipelining: true, lazyConnect: false, retryStrategy: reconnectDelay };
   if (settings.clusterNodes !== undefined) {
     return new Cluster(

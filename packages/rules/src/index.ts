@@ -83,7 +83,7 @@ export type { DirectoryIssue, DirectoryParseResult, RecipientDirectory, Recipien
 export { classifyRecipient, parseRecipientDirectory } from './recipient-directory.js';
 export type { LoadReadings, Signal, Tier, TierPolicy, TierState, TierThresholds } from './load-tier.js';
 export { DEFAULT_TIER_POLICY, INITIAL_TIER_STATE, stepTier, tierCalledFor, TIERS } from './load-tier.js';
-export type { BlockEntry, BlockList } from './block-list.js';
-export { blockAdd, blockedBy, blockRemove, liveBlocks, normaliseNetwork } from './block-list.js';
+export type { BlockEntry, BlockList, BlockLookup } from './block-list.js';
+export { blockedBy, compileBlockList, liveBlocks, normaliseNetwork } from './block-list.js';
 export type { BatvCheck, BatvKey } from './batv.js';
 export { batvSign, batvStrip, batvVerify } from './batv.js';
