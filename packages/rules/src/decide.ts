@@ -61,26 +61,31 @@ export interface CounterPlan {
   readonly steps: readonly (RuleTrace | number)[];
   /** The rule behind each hit. */
   readonly hitRules: readonly CompiledRule[];
+  /** STAGE_BITS of the request's stage (the rules of other stages are in no step). */
+  readonly stageBit: number;
 }
 
 export interface Decision {
   readonly verdict: Verdict;
-  /** One entry per rule considered, in order (for `levee explain`). */
+  /**
+   * One entry per rule considered, in order (for `levee explain`): up to the
+   * rule that decided, and the limits that counted after it. Built when read
+   * (the entries of rules inactive at the stage are added then).
+   */
   readonly trail: readonly RuleTrace[];
 }
 
-/** Which counters this request increments. Pure. */
+/**
+ * Which counters this request increments. Pure. Walks only the rules active
+ * at the request's stage (`ruleset.byStage`).
+ */
 export function planCounters(facts: Facts, ruleset: Ruleset): CounterPlan {
   const view = buildView(facts, ruleset.needs);
-  const bit = STAGE_BITS[facts.stage] ?? 0;
+  const stageBit = STAGE_BITS[facts.stage] ?? 0;
   const steps: (RuleTrace | number)[] = [];
   const hits: CounterHit[] = [];
   const hitRules: CompiledRule[] = [];
-  rules: for (const rule of ruleset.rules) {
-    if ((rule.stageMask & bit) === 0) {
-      steps.push(rule.traces.stage);
-      continue;
-    }
+  rules: for (const rule of ruleset.byStage[facts.stage] ?? []) {
     for (const c of rule.match) {
       if (!c.check(view)) {
         steps.push(c.failTrace);
@@ -133,7 +138,34 @@ export function planCounters(facts: Facts, ruleset: Ruleset): CounterPlan {
     steps.push(rule.traces.decided);
     break;
   }
-  return { hits, steps, hitRules };
+  return { hits, steps, hitRules, stageBit };
+}
+
+/**
+ * The whole trail: the entries of the rules considered (in rule order) with,
+ * before the rule that decided (`stopIndex`), a 'stage' entry for every rule
+ * inactive at the stage.
+ */
+function fullTrail(ruleset: Ruleset, stageBit: number, considered: readonly RuleTrace[], stopIndex: number): RuleTrace[] {
+  const out: RuleTrace[] = [];
+  let k = 0;
+  for (const rule of ruleset.rules) {
+    for (let t = considered[k]; t !== undefined && t.index < rule.index; t = considered[++k]) out.push(t);
+    if ((rule.stageMask & stageBit) === 0 && rule.index < stopIndex) out.push(rule.traces.stage);
+  }
+  for (let t = considered[k]; t !== undefined; t = considered[++k]) out.push(t);
+  return out;
+}
+
+/** A Decision whose trail is completed when first read. */
+function decision(verdict: Verdict, ruleset: Ruleset, stageBit: number, considered: readonly RuleTrace[], stopIndex: number): Decision {
+  let trail: readonly RuleTrace[] | undefined;
+  return {
+    verdict,
+    get trail() {
+      return (trail ??= fullTrail(ruleset, stageBit, considered, stopIndex));
+    },
+  };
 }
 
 /** The rule's verdict plus the counter that tripped (written out: see the note on spreads in decide). */
@@ -188,6 +220,7 @@ export function decide(_facts: Facts, ruleset: Ruleset, plan: CounterPlan, total
   let tagDelayMs = 0;
   let verdict: Verdict | undefined;
   let decidedBy = '';
+  let decidedAt = Number.POSITIVE_INFINITY;
   for (const step of plan.steps) {
     if (typeof step !== 'number') {
       if (verdict !== undefined) continue; // not considered: an earlier limit decided
@@ -195,6 +228,7 @@ export function decide(_facts: Facts, ruleset: Ruleset, plan: CounterPlan, total
       if (step.outcome === 'decided') {
         verdict = ruleset.rules[step.index]?.verdict;
         decidedBy = step.rule;
+        decidedAt = step.index;
       } else if (step.outcome === 'warned') {
         const w = ruleset.rules[step.index]?.warning;
         if (w !== undefined) (warnings ??= []).push(w);
@@ -232,6 +266,7 @@ export function decide(_facts: Facts, ruleset: Ruleset, plan: CounterPlan, total
       });
       verdict = storeDownVerdict(rule, counter);
       decidedBy = rule.name;
+      decidedAt = rule.index;
     } else if (total <= max) {
       trail.push({ rule: rule.name, index: rule.index, outcome: 'under-limit', detail: `${total} of max ${max} in window`, counter });
     } else if (rule.mode === 'warn') {
@@ -248,9 +283,10 @@ export function decide(_facts: Facts, ruleset: Ruleset, plan: CounterPlan, total
       trail.push({ rule: rule.name, index: rule.index, outcome: 'decided', detail: `${total} > max ${max}: ${rule.action}`, action: rule.action, counter });
       verdict = limitVerdict(rule, counter);
       decidedBy = rule.name;
+      decidedAt = rule.index;
     }
   }
-  return { verdict: finish(verdict ?? CONTINUE, tags, tagDelayMs, warnings), trail };
+  return decision(finish(verdict ?? CONTINUE, tags, tagDelayMs, warnings), ruleset, plan.stageBit, trail, decidedAt);
 }
 
 /**

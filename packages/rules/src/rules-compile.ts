@@ -114,6 +114,11 @@ export interface CompiledRule {
 
 export interface Ruleset {
   readonly rules: readonly CompiledRule[];
+  /**
+   * The rules active at each stage, in config order: planCounters walks only
+   * these (the rules of other stages appear in a trail only when it is read).
+   */
+  readonly byStage: Readonly<Record<Stage, readonly CompiledRule[]>>;
   /** Which per-request values the rules read. */
   readonly needs: Readonly<ViewNeeds>;
 }
@@ -329,7 +334,8 @@ function compileRule(r: RuleConfig, index: number, needs: ViewNeeds): CompiledRu
 export function compileRules(config: Pick<LeveeConfig, 'rules'>): Ruleset {
   const needs = noNeeds();
   const rules = config.rules.map((r, i) => compileRule(r, i, needs));
-  return { rules, needs: Object.freeze(needs) };
+  const byStage = Object.fromEntries(STAGES.map((s) => [s, rules.filter((r) => (r.stageMask & STAGE_BITS[s]) !== 0)])) as Record<Stage, CompiledRule[]>;
+  return { rules, byStage: Object.freeze(byStage), needs: Object.freeze(needs) };
 }
 
 /** The amount a limit adds for one request. */
