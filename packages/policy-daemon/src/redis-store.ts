@@ -16,9 +16,11 @@
  *       an absent slot is 0.
  * Increment, clean-up of the buckets that slid out, expiry and the read all
  * happen in ONE script call (never INCR and then a separate EXPIRE, the race
- * that leaves haraka-plugin-limit's keys without a TTL), one call per counter:
- * several keys in one script would be a CROSSSLOT error on a Cluster, and
- * auto-pipelining already sends one request's calls in one write.
+ * that leaves haraka-plugin-limit's keys without a TTL). On a single server
+ * (or Sentinel) all of a request's counters go in one call (COUNT_MANY_SCRIPT:
+ * a third of the commands, replies and script runs for three limits); on a
+ * Cluster one call per counter, since several keys in one script would be a
+ * CROSSSLOT error there (auto-pipelining still sends them in one write).
  *
  * The PEXPIRE is garbage collection only (two windows, at least a minute, of Redis time): the
  * window arithmetic uses the `now` Levee passes, so clocks of different MX
@@ -49,57 +51,79 @@ export interface RedisCounterStore {
 export type RedisClient = Redis | Cluster;
 
 /**
- * KEYS[1] the counter hash; ARGV[1] the bucket index floor(now/width) as
- * decimal text ("" when now is not finite), ARGV[2] the whole amount to add
- * (0 = none), ARGV[3] the spec "windowMs/buckets", ARGV[4] buckets, ARGV[5]
- * the TTL in ms. Returns { newest, count slot 0, ..., count slot n-1 } as text.
+ * The window step for one counter hash `key`: `bucketText` the bucket index
+ * floor(now/width) as decimal text ("" when now is not finite), `amountText`
+ * the whole amount to add (0 = none), `spec` "windowMs/buckets", `n` buckets,
+ * `ttl` in ms. Returns { newest, count slot 0, ..., count slot n-1 } as text.
  * Bucket indexes are kept as text and compared as numbers: Lua's doubles hold
  * them exactly (< 2^53), and writing back the caller's own text avoids Lua's
  * %.14g number formatting.
  */
-export const COUNT_SCRIPT = `
-local key = KEYS[1]
-local n = tonumber(ARGV[4])
-local spec = redis.call('HGET', key, 's')
-local newestText = '0'
-if spec == ARGV[3] then
-  newestText = redis.call('HGET', key, 'n') or '0'
-elseif spec then
-  redis.call('DEL', key)
-end
-local newest = tonumber(newestText) or 0
-local b = tonumber(ARGV[1])
-if b ~= nil and b > newest then
-  local steps = b - newest
-  if steps >= n then
+const COUNT_FUNCTION = `
+local function count(key, bucketText, amountText, spec, n, ttl)
+  local current = redis.call('HGET', key, 's')
+  local newestText = '0'
+  if current == spec then
+    newestText = redis.call('HGET', key, 'n') or '0'
+  elseif current then
     redis.call('DEL', key)
-  else
-    for i = 1, steps do
-      redis.call('HDEL', key, tostring((newest + i) % n))
-    end
   end
-  newest = b
-  newestText = ARGV[1]
+  local newest = tonumber(newestText) or 0
+  local b = tonumber(bucketText)
+  if b ~= nil and b > newest then
+    local steps = b - newest
+    if steps >= n then
+      redis.call('DEL', key)
+    else
+      for i = 1, steps do
+        redis.call('HDEL', key, tostring((newest + i) % n))
+      end
+    end
+    newest = b
+    newestText = bucketText
+  end
+  local amount = tonumber(amountText)
+  if amount > 0 then
+    local slot = tostring(newest % n)
+    local v = (tonumber(redis.call('HGET', key, slot)) or 0) + amount
+    if v > ${MAX_BUCKET_COUNT} then v = ${MAX_BUCKET_COUNT} end
+    redis.call('HSET', key, slot, v)
+  end
+  redis.call('HSET', key, 's', spec, 'n', newestText)
+  redis.call('PEXPIRE', key, ttl)
+  local fields = {}
+  for i = 0, n - 1 do fields[i + 1] = tostring(i) end
+  local counts = redis.call('HMGET', key, unpack(fields))
+  local out = { newestText }
+  for i = 1, n do out[i + 1] = counts[i] or '0' end
+  return out
 end
-local amount = tonumber(ARGV[2])
-if amount > 0 then
-  local slot = tostring(newest % n)
-  local v = (tonumber(redis.call('HGET', key, slot)) or 0) + amount
-  if v > ${MAX_BUCKET_COUNT} then v = ${MAX_BUCKET_COUNT} end
-  redis.call('HSET', key, slot, v)
+`;
+
+/** KEYS[1] the counter hash; ARGV[1..5] bucket, amount, spec, buckets, TTL (see COUNT_FUNCTION). */
+export const COUNT_SCRIPT = `${COUNT_FUNCTION}
+return count(KEYS[1], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5])
+`;
+
+/**
+ * Several counters in one call (single server and Sentinel only: on a Cluster
+ * the keys may live in different slots). KEYS[k] with ARGV[5k-4 .. 5k] as in
+ * COUNT_SCRIPT; returns the replies of COUNT_SCRIPT one after the other.
+ */
+export const COUNT_MANY_SCRIPT = `${COUNT_FUNCTION}
+local out = {}
+for k = 1, #KEYS do
+  local a = (k - 1) * 5
+  local r = count(KEYS[k], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], tonumber(ARGV[a + 4]), ARGV[a + 5])
+  for i = 1, #r do out[#out + 1] = r[i] end
 end
-redis.call('HSET', key, 's', ARGV[3], 'n', newestText)
-redis.call('PEXPIRE', key, ARGV[5])
-local fields = {}
-for i = 0, n - 1 do fields[i + 1] = tostring(i) end
-local counts = redis.call('HMGET', key, unpack(fields))
-local out = { newestText }
-for i = 1, n do out[i + 1] = counts[i] or '0' end
 return out
 `;
 
 interface WithCountCommand {
   leveeCount(key: string, bucket: string, amount: string, spec: string, buckets: string, ttlMs: string): Promise<unknown>;
+  /** numberOfKeys first (the command is defined with a variable key count). */
+  leveeCountMany(numberOfKeys: number, ...keysThenArgs: string[]): Promise<unknown>;
 }
 
 function specText(w: WindowSpec): string {
@@ -134,8 +158,30 @@ const MIN_TTL_MS = 60_000;
 /** createRedisStore - counters in `client` under `keyPrefix`; defines the Lua command on the client. */
 export function createRedisStore(client: RedisClient, keyPrefix: string): RedisCounterStore {
   client.defineCommand('leveeCount', { numberOfKeys: 1, lua: COUNT_SCRIPT });
+  client.defineCommand('leveeCountMany', { lua: COUNT_MANY_SCRIPT });
   const counting = client as unknown as WithCountCommand;
   const redisKey = (key: string): string => `${keyPrefix}{${key}}`;
+  // A request's counters in one script call where all keys may be touched together.
+  const together = !client.isCluster;
+
+  /** One call for all of a request's counters: a third of the commands and replies for three limits. */
+  async function applyMany(hits: readonly CounterHit[], now: number): Promise<readonly number[]> {
+    const keysThenArgs: string[] = hits.map((h) => redisKey(h.key));
+    const bucketOf = (w: WindowSpec): string => (Number.isFinite(now) ? String(Math.floor(now / bucketWidth(w))) : '');
+    for (const h of hits) keysThenArgs.push(bucketOf(h.window), String(wholeAmount(h.amount)), specText(h.window), String(h.window.buckets), String(ttlMs(h.window)));
+    const reply = await counting.leveeCountMany(hits.length, ...keysThenArgs);
+    if (!Array.isArray(reply)) throw new Error('malformed counter reply from redis');
+    const totals: number[] = [];
+    let at = 0;
+    for (const h of hits) {
+      const n = h.window.buckets;
+      if (at + 1 + n > reply.length) throw new Error('malformed counter reply from redis');
+      totals.push(totalOf(reply[at], reply.slice(at + 1, at + 1 + n), now, h.window));
+      at += 1 + n;
+    }
+    if (at !== reply.length) throw new Error('malformed counter reply from redis');
+    return totals;
+  }
 
   async function applyOne(hit: CounterHit, now: number): Promise<number> {
     const w = hit.window;
@@ -160,7 +206,7 @@ export function createRedisStore(client: RedisClient, keyPrefix: string): RedisC
   }
 
   return {
-    apply: (hits, now) => Promise.all(hits.map((h) => applyOne(h, now))),
+    apply: (hits, now) => (together && hits.length > 1 ? applyMany(hits, now) : Promise.all(hits.map((h) => applyOne(h, now)))),
     peek: (keys, now) => Promise.all(keys.map((k) => peekOne(k, now))),
     async probe() {
       await client.ping();
