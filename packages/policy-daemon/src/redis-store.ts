@@ -54,18 +54,24 @@ export type RedisClient = Redis | Cluster;
  * The window step for one counter hash `key`: `bucketText` the bucket index
  * floor(now/width) as decimal text ("" when now is not finite), `amountText`
  * the whole amount to add (0 = none), `spec` "windowMs/buckets", `n` buckets,
- * `ttl` in ms. Returns { newest, count slot 0, ..., count slot n-1 } as text.
+ * `ttl` in ms. Returns the window's total after the step, as an integer.
+ *
+ * The total is the sum of every slot: moving the window forward deletes the
+ * slots that slid out (all of them, with DEL, past a whole window), so what
+ * is left is exactly the buckets windowTotal would add up for this `now` (the
+ * contract test runs the memory store's tests against this to prove it).
  * Bucket indexes are kept as text and compared as numbers: Lua's doubles hold
  * them exactly (< 2^53), and writing back the caller's own text avoids Lua's
  * %.14g number formatting.
  */
 const COUNT_FUNCTION = `
+local fieldsOf = {}
 local function count(key, bucketText, amountText, spec, n, ttl)
-  local current = redis.call('HGET', key, 's')
+  local head = redis.call('HMGET', key, 's', 'n')
   local newestText = '0'
-  if current == spec then
-    newestText = redis.call('HGET', key, 'n') or '0'
-  elseif current then
+  if head[1] == spec then
+    newestText = head[2] or '0'
+  elseif head[1] then
     redis.call('DEL', key)
   end
   local newest = tonumber(newestText) or 0
@@ -85,18 +91,20 @@ local function count(key, bucketText, amountText, spec, n, ttl)
   local amount = tonumber(amountText)
   if amount > 0 then
     local slot = tostring(newest % n)
-    local v = (tonumber(redis.call('HGET', key, slot)) or 0) + amount
-    if v > ${MAX_BUCKET_COUNT} then v = ${MAX_BUCKET_COUNT} end
-    redis.call('HSET', key, slot, v)
+    if redis.call('HINCRBY', key, slot, amount) > ${MAX_BUCKET_COUNT} then redis.call('HSET', key, slot, ${MAX_BUCKET_COUNT}) end
   end
   redis.call('HSET', key, 's', spec, 'n', newestText)
   redis.call('PEXPIRE', key, ttl)
-  local fields = {}
-  for i = 0, n - 1 do fields[i + 1] = tostring(i) end
+  local fields = fieldsOf[n]
+  if fields == nil then
+    fields = {}
+    for i = 0, n - 1 do fields[i + 1] = tostring(i) end
+    fieldsOf[n] = fields
+  end
   local counts = redis.call('HMGET', key, unpack(fields))
-  local out = { newestText }
-  for i = 1, n do out[i + 1] = counts[i] or '0' end
-  return out
+  local total = 0
+  for i = 1, n do total = total + (tonumber(counts[i]) or 0) end
+  return total
 end
 `;
 
@@ -108,14 +116,13 @@ return count(KEYS[1], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5])
 /**
  * Several counters in one call (single server and Sentinel only: on a Cluster
  * the keys may live in different slots). KEYS[k] with ARGV[5k-4 .. 5k] as in
- * COUNT_SCRIPT; returns the replies of COUNT_SCRIPT one after the other.
+ * COUNT_SCRIPT; returns the totals in key order.
  */
 export const COUNT_MANY_SCRIPT = `${COUNT_FUNCTION}
 local out = {}
 for k = 1, #KEYS do
   local a = (k - 1) * 5
-  local r = count(KEYS[k], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], tonumber(ARGV[a + 4]), ARGV[a + 5])
-  for i = 1, #r do out[#out + 1] = r[i] end
+  out[k] = count(KEYS[k], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], tonumber(ARGV[a + 4]), ARGV[a + 5])
 end
 return out
 `;
@@ -136,7 +143,14 @@ function wholeAmount(amount: number): number {
   return Math.min(Math.floor(amount), MAX_BUCKET_COUNT);
 }
 
-/** The total from a script or HMGET reply of { newest, counts... }, by the shared arithmetic. */
+/** A total from the count scripts (an integer reply). */
+function countOf(reply: unknown): number {
+  const n = typeof reply === 'number' ? reply : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error('malformed counter reply from redis');
+  return n;
+}
+
+/** The total from an HMGET reply of { newest, counts... }, by the shared arithmetic. */
 function totalOf(newestText: unknown, counts: readonly unknown[], now: number, window: WindowSpec): number {
   const newest = Number(newestText);
   if (!Number.isSafeInteger(newest) || counts.length !== window.buckets) throw new Error('malformed counter reply from redis');
@@ -170,17 +184,8 @@ export function createRedisStore(client: RedisClient, keyPrefix: string): RedisC
     const bucketOf = (w: WindowSpec): string => (Number.isFinite(now) ? String(Math.floor(now / bucketWidth(w))) : '');
     for (const h of hits) keysThenArgs.push(bucketOf(h.window), String(wholeAmount(h.amount)), specText(h.window), String(h.window.buckets), String(ttlMs(h.window)));
     const reply = await counting.leveeCountMany(hits.length, ...keysThenArgs);
-    if (!Array.isArray(reply)) throw new Error('malformed counter reply from redis');
-    const totals: number[] = [];
-    let at = 0;
-    for (const h of hits) {
-      const n = h.window.buckets;
-      if (at + 1 + n > reply.length) throw new Error('malformed counter reply from redis');
-      totals.push(totalOf(reply[at], reply.slice(at + 1, at + 1 + n), now, h.window));
-      at += 1 + n;
-    }
-    if (at !== reply.length) throw new Error('malformed counter reply from redis');
-    return totals;
+    if (!Array.isArray(reply) || reply.length !== hits.length) throw new Error('malformed counter reply from redis');
+    return reply.map(countOf);
   }
 
   async function applyOne(hit: CounterHit, now: number): Promise<number> {
@@ -194,8 +199,7 @@ export function createRedisStore(client: RedisClient, keyPrefix: string): RedisC
       String(w.buckets),
       String(ttlMs(w)),
     );
-    if (!Array.isArray(reply) || reply.length < 1) throw new Error('malformed counter reply from redis');
-    return totalOf(reply[0], reply.slice(1), now, w);
+    return countOf(reply);
   }
 
   async function peekOne(read: CounterRead, now: number): Promise<number> {

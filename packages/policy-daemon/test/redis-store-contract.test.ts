@@ -67,8 +67,10 @@ describe('redis data model', () => {
   test('increment, expiry and read are one script (no separate EXPIRE call)', () => {
     // The race haraka-plugin-limit has: INCR, then EXPIRE only if the result was 1.
     for (const script of [COUNT_SCRIPT, COUNT_MANY_SCRIPT]) {
+      // The increment and the expiry in the same atomic script, never a bare INCR with an EXPIRE after it.
       expect(script).toContain("redis.call('PEXPIRE', key, ttl)");
-      expect(script).not.toMatch(/INCR/);
+      expect(script).toContain("redis.call('HINCRBY', key, slot, amount)");
+      expect(script).not.toMatch(/'INCR'|'EXPIRE'/);
     }
   });
 
