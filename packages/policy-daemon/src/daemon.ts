@@ -154,7 +154,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const domain = sender.slice(sender.lastIndexOf('@') + 1).toLowerCase();
     if (!batv.domains.includes(domain)) return undefined;
     const authenticated = facts.saslUsername !== undefined && facts.saslUsername !== '';
-    if (!authenticated && !live.signClients(facts.clientAddress === undefined ? undefined : parseIp(facts.clientAddress))) return undefined;
+    if (!authenticated && !live.signClients(facts.clientIp ?? (facts.clientAddress === undefined ? undefined : parseIp(facts.clientAddress)))) return undefined;
     return batvSign(sender, key, now(), batv.validDays);
   };
   const policy = createPolicyService({

@@ -49,7 +49,7 @@ import { CONTINUE } from './verdict.js';
 import { isDegraded, type CounterHit, type CounterStore } from './counter-store.js';
 import { buildView } from './request-view.js';
 import { missingPlaceholder, renderKeyTemplate } from './key-template.js';
-import { STAGE_BITS, countAmount, isTaggingRule, type CompiledRule, type RuleTrace, type Ruleset } from './rules-compile.js';
+import { countAmount, isTaggingRule, type CompiledRule, type RuleTrace, type Ruleset, type StageGaps } from './rules-compile.js';
 
 export interface CounterPlan {
   /** Counters this request adds to; the store's totals come back in the same order. */
@@ -61,16 +61,16 @@ export interface CounterPlan {
   readonly steps: readonly (RuleTrace | number)[];
   /** The rule behind each hit. */
   readonly hitRules: readonly CompiledRule[];
-  /** STAGE_BITS of the request's stage (the rules of other stages are in no step). */
-  readonly stageBit: number;
+  /** The 'stage' trail entries of the rules inactive at the request's stage (they are in no step). */
+  readonly gaps: StageGaps | undefined;
 }
 
 export interface Decision {
   readonly verdict: Verdict;
   /**
    * One entry per rule considered, in order (for `levee explain`): up to the
-   * rule that decided, and the limits that counted after it. Built when read
-   * (the entries of rules inactive at the stage are added then).
+   * rule that decided, and the limits that counted after it. The rules not
+   * active at the stage are listed from precomputed entries (StageGaps).
    */
   readonly trail: readonly RuleTrace[];
 }
@@ -81,7 +81,6 @@ export interface Decision {
  */
 export function planCounters(facts: Facts, ruleset: Ruleset): CounterPlan {
   const view = buildView(facts, ruleset.needs);
-  const stageBit = STAGE_BITS[facts.stage] ?? 0;
   const steps: (RuleTrace | number)[] = [];
   const hits: CounterHit[] = [];
   const hitRules: CompiledRule[] = [];
@@ -138,34 +137,7 @@ export function planCounters(facts: Facts, ruleset: Ruleset): CounterPlan {
     steps.push(rule.traces.decided);
     break;
   }
-  return { hits, steps, hitRules, stageBit };
-}
-
-/**
- * The whole trail: the entries of the rules considered (in rule order) with,
- * before the rule that decided (`stopIndex`), a 'stage' entry for every rule
- * inactive at the stage.
- */
-function fullTrail(ruleset: Ruleset, stageBit: number, considered: readonly RuleTrace[], stopIndex: number): RuleTrace[] {
-  const out: RuleTrace[] = [];
-  let k = 0;
-  for (const rule of ruleset.rules) {
-    for (let t = considered[k]; t !== undefined && t.index < rule.index; t = considered[++k]) out.push(t);
-    if ((rule.stageMask & stageBit) === 0 && rule.index < stopIndex) out.push(rule.traces.stage);
-  }
-  for (let t = considered[k]; t !== undefined; t = considered[++k]) out.push(t);
-  return out;
-}
-
-/** A Decision whose trail is completed when first read. */
-function decision(verdict: Verdict, ruleset: Ruleset, stageBit: number, considered: readonly RuleTrace[], stopIndex: number): Decision {
-  let trail: readonly RuleTrace[] | undefined;
-  return {
-    verdict,
-    get trail() {
-      return (trail ??= fullTrail(ruleset, stageBit, considered, stopIndex));
-    },
-  };
+  return { hits, steps, hitRules, gaps: ruleset.stageGaps[facts.stage] };
 }
 
 /** The rule's verdict plus the counter that tripped (written out: see the note on spreads in decide). */
@@ -220,15 +192,15 @@ export function decide(_facts: Facts, ruleset: Ruleset, plan: CounterPlan, total
   let tagDelayMs = 0;
   let verdict: Verdict | undefined;
   let decidedBy = '';
-  let decidedAt = Number.POSITIVE_INFINITY;
+  const gaps = plan.gaps;
   for (const step of plan.steps) {
     if (typeof step !== 'number') {
       if (verdict !== undefined) continue; // not considered: an earlier limit decided
+      if (gaps !== undefined) for (const t of gaps.before[step.index] ?? []) trail.push(t);
       trail.push(step);
       if (step.outcome === 'decided') {
         verdict = ruleset.rules[step.index]?.verdict;
         decidedBy = step.rule;
-        decidedAt = step.index;
       } else if (step.outcome === 'warned') {
         const w = ruleset.rules[step.index]?.warning;
         if (w !== undefined) (warnings ??= []).push(w);
@@ -244,6 +216,7 @@ export function decide(_facts: Facts, ruleset: Ruleset, plan: CounterPlan, total
     if (rule === undefined || hit === undefined || rule.limit === undefined) continue;
     const total = totals[step] ?? 0;
     const max = rule.limit.max;
+    if (verdict === undefined && gaps !== undefined) for (const t of gaps.before[rule.index] ?? []) trail.push(t);
     const counter: CounterEvidence = { rule: rule.name, key: hit.key, count: total, limit: max, windowMs: rule.limit.window.windowMs };
     // Trail entries are written out in full rather than spread from a common
     // base: object spread here cost several times the rest of decide().
@@ -266,7 +239,6 @@ export function decide(_facts: Facts, ruleset: Ruleset, plan: CounterPlan, total
       });
       verdict = storeDownVerdict(rule, counter);
       decidedBy = rule.name;
-      decidedAt = rule.index;
     } else if (total <= max) {
       trail.push({ rule: rule.name, index: rule.index, outcome: 'under-limit', detail: `${total} of max ${max} in window`, counter });
     } else if (rule.mode === 'warn') {
@@ -283,10 +255,11 @@ export function decide(_facts: Facts, ruleset: Ruleset, plan: CounterPlan, total
       trail.push({ rule: rule.name, index: rule.index, outcome: 'decided', detail: `${total} > max ${max}: ${rule.action}`, action: rule.action, counter });
       verdict = limitVerdict(rule, counter);
       decidedBy = rule.name;
-      decidedAt = rule.index;
     }
   }
-  return decision(finish(verdict ?? CONTINUE, tags, tagDelayMs, warnings), ruleset, plan.stageBit, trail, decidedAt);
+  // Nothing decided: every rule was considered, the inactive ones after the last active one too.
+  if (verdict === undefined && gaps !== undefined) for (const t of gaps.tail) trail.push(t);
+  return { verdict: finish(verdict ?? CONTINUE, tags, tagDelayMs, warnings), trail };
 }
 
 /**

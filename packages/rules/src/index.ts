@@ -73,7 +73,7 @@ export type { ConfigIssue, ConfigLoadResult } from './config-load.js';
 export { formatConfigIssue, loadConfig } from './config-load.js';
 export { DEFAULT_CONFIG_YAML } from './default-config.js';
 
-export type { CompiledCondition, CompiledLimit, CompiledRule, RuleOutcome, RuleTrace, Ruleset } from './rules-compile.js';
+export type { CompiledCondition, CompiledLimit, CompiledRule, RuleOutcome, RuleTrace, Ruleset, StageGaps } from './rules-compile.js';
 export { compileRules, countAmount, isTaggingRule } from './rules-compile.js';
 export type { CounterPlan, Decision } from './decide.js';
 export { decide, decideWithStore, planCounters } from './decide.js';
