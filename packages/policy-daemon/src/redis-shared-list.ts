@@ -178,6 +178,7 @@ export function createRedisSharedList<T>(options: RedisSharedListOptions<T>): Sh
   };
   const observe = (syncedAt?: number): void => options.observe?.({ pending: pending.length, ...(syncedAt === undefined ? {} : { syncedAt }) });
   const failed = (what: string, error: unknown): void => {
+    if (closed) return; // a write still under way while the daemon stops
     if (!failing) listLog.warn({ err: errorText(error), pending: pending.length }, `shared list: redis ${what} failed; using the last known list and keeping changes made here until redis is back`);
     failing = true;
   };
