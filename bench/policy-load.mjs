@@ -7,11 +7,12 @@
 //
 //   node bench/policy-load.mjs --port 10031 [--connections 8] [--duration 10]
 //        [--warmup 2] [--distinct 1M|1k|1|sequential|random] [--max-requests N]
-//        [--pid DAEMON_PID]
+//        [--pid DAEMON_PID] [--other-pid PID]
 //
 // Prints one JSON object on stdout. Bounded by --duration (and --max-requests);
 // it always stops by itself. With --pid it also reads the daemon's CPU time
-// over the measured window and samples its RSS once a second.
+// over the measured window and samples its RSS once a second; with
+// --other-pid, the CPU time of that process too (redis-server).
 import net from 'node:net';
 import { parseArgs } from 'node:util';
 import { createPolicyClient } from '../packages/milter-proto/dist/index.js';
@@ -28,6 +29,7 @@ const { values: opt } = parseArgs({
     'max-requests': { type: 'string', default: '0' },
     'timeout-ms': { type: 'string', default: '5000' },
     pid: { type: 'string' },
+    'other-pid': { type: 'string' },
   },
 });
 if (opt.port === undefined) throw new Error('--port is required');
@@ -38,6 +40,8 @@ const warmupMs = Number(opt.warmup) * 1000;
 const maxRequests = parseCount(opt['max-requests']) || Infinity;
 const timeoutMs = Number(opt['timeout-ms']);
 const pid = opt.pid === undefined ? undefined : Number(opt.pid);
+const otherPid = opt['other-pid'] === undefined ? undefined : Number(opt['other-pid']);
+let otherCpuStart = 0;
 const nextAddress = addressPicker(opt.distinct);
 
 const latencies = createSamples();
@@ -56,6 +60,7 @@ function startMeasuring() {
   measuring = true;
   measureStart = performance.now();
   if (pid !== undefined) cpuStart = cpuSeconds(pid);
+  if (otherPid !== undefined) otherCpuStart = cpuSeconds(otherPid);
 }
 
 function connect() {
@@ -180,6 +185,10 @@ const result = {
 if (pid !== undefined) {
   const cpu = cpuSeconds(pid) - cpuStart;
   Object.assign(result, { daemonCpuSeconds: cpu, daemonCpuUsPerRequest: (cpu / completed) * 1e6, daemonMemory: memoryKiB(pid), rssSamples });
+}
+if (otherPid !== undefined) {
+  const cpu = cpuSeconds(otherPid) - otherCpuStart;
+  Object.assign(result, { otherCpuSeconds: cpu, otherCpuUsPerRequest: (cpu / completed) * 1e6 });
 }
 process.stdout.write(`${JSON.stringify(result)}\n`);
 process.exit(0);

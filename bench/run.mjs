@@ -72,12 +72,12 @@ const SCENARIOS = [
   { name: 'milter-persistent-c8-d1M', kind: 'milter', mode: 'persistent', connections: 8, distinct: '1M', target: 'milter' },
   { name: 'milter-persistent-c8-d1M-info', kind: 'milter', mode: 'persistent', connections: 8, distinct: '1M', logLevel: 'info' },
   { name: 'milter-per-message-c8-d1M', kind: 'milter', mode: 'per-message', connections: 8, distinct: '1M' },
-  // REDIS SLOT: the Redis counter store is being written separately. When the
-  // config accepts `counters: { backend: redis, ... }`, add here e.g.
-  //   { name: 'policy-c8-d1M-redis', kind: 'policy', connections: 8, distinct: '1M', store: 'redis', target: 'redis' }
-  // and teach configText() below to emit the redis counters section; the
-  // report compares it with policy-c8-d1M (target: at least half).
+  // The Redis counter store (a private redis-server per run, auto-pipelining
+  // on); the report compares it with policy-c8-d1M (target: at least half).
+  { name: 'policy-c8-d1M-redis', kind: 'policy', connections: 8, distinct: '1M', store: 'redis', target: 'redis' },
+  { name: 'policy-c64-d1M-redis', kind: 'policy', connections: 64, distinct: '1M', store: 'redis' },
 ];
+const REDIS_SERVER = '/usr/bin/redis-server';
 
 // ---- daemon lifecycle --------------------------------------------------------
 function freePort() {
@@ -91,13 +91,21 @@ function freePort() {
   });
 }
 
-function configText({ policyPort, milterPort, metricsPort, maxKeys, logLevel, milterRules }) {
-  const base = readFileSync(path.join(ROOT, 'bench/config/base.yaml'), 'utf8')
+function configText({ policyPort, milterPort, metricsPort, maxKeys, logLevel, milterRules, redisUrl }) {
+  let base = readFileSync(path.join(ROOT, 'bench/config/base.yaml'), 'utf8')
     .replace('@POLICY_PORT@', String(policyPort))
     .replace('@MILTER_PORT@', String(milterPort))
     .replace('@METRICS_PORT@', String(metricsPort))
     .replace('@MAX_KEYS@', String(maxKeys))
     .replace('@LOG_LEVEL@', logLevel);
+  if (redisUrl !== undefined) {
+    // A 250ms deadline instead of the default 25ms: on 2 cores shared by the daemon, the load
+    // generator, redis-server (and, often, other work) a scheduling stall passes 25ms now and
+    // then, the breaker opens and the run would measure the local counters instead. The
+    // "counted locally" column shows whether any request missed Redis all the same.
+    base = base.replace('  backend: memory\n', `  backend: redis\n  redis:\n    url: "${redisUrl}"\n    key_prefix: "levee-bench:"\n    timeout: 250ms\n`);
+    if (!base.includes('backend: redis')) throw new Error('bench/config/base.yaml: no "  backend: memory" line to replace');
+  }
   const rules = readFileSync(path.join(ROOT, 'bench/config/rules-common.yaml'), 'utf8');
   const extra = milterRules ? readFileSync(path.join(ROOT, 'bench/config/milter-extra.yaml'), 'utf8') : '';
   return base + rules + extra;
@@ -159,14 +167,40 @@ function waitForPort(port, deadlineMs) {
   });
 }
 
+/** A private redis-server on loopback (no persistence), for the Redis store scenarios. */
+async function startRedisServer() {
+  if (!existsSync(REDIS_SERVER)) throw new Error(`${REDIS_SERVER} is missing: run scripts/install-redis-test-deps.sh`);
+  const port = await freePort();
+  const child = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning', '--dir', tmpDir], { stdio: ['ignore', 'ignore', 'pipe'] });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  try {
+    await Promise.race([waitForPort(port, 10_000), exited.then((e) => Promise.reject(new Error(`redis-server exited ${JSON.stringify(e)}`)))]);
+  } catch (error) {
+    child.kill('SIGKILL');
+    throw error;
+  }
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    pid: child.pid,
+    async stop() {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
 /**
  * Start a daemon; logs (one JSON line per decision at info) go to /dev/null:
  * the daemon pays for serialising and write(2), not a reader such as journald.
  */
-async function startDaemon({ maxKeys = 1_000_000, logLevel = 'warn', milterRules = true } = {}) {
+async function startDaemon({ maxKeys = 1_000_000, logLevel = 'warn', milterRules = true, redisUrl } = {}) {
   const ports = { policyPort: await freePort(), milterPort: await freePort(), metricsPort: await freePort() };
   const file = path.join(tmpDir, `levee-${ports.policyPort}.yaml`);
-  writeFileSync(file, configText({ ...ports, maxKeys, logLevel, milterRules }));
+  writeFileSync(file, configText({ ...ports, maxKeys, logLevel, milterRules, redisUrl }));
   const child = spawn(process.execPath, [CLI, 'run', '--config', file, '--log-level', logLevel], { stdio: ['ignore', 'ignore', 'pipe'] });
   children.add(child);
   child.once('exit', () => children.delete(child));
@@ -190,6 +224,14 @@ async function startDaemon({ maxKeys = 1_000_000, logLevel = 'warn', milterRules
       const text = await res.text();
       const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text);
       return m === null ? NaN : Number(m[1]);
+    },
+    /** The sum of every labelled series of a metric (0 when it has none yet). */
+    async metricSum(name) {
+      const res = await fetch(`http://127.0.0.1:${ports.metricsPort}/metrics`);
+      const text = await res.text();
+      let sum = 0;
+      for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))) sum += Number(m[1]);
+      return sum;
     },
     async stop() {
       const mem = memoryKiB(child.pid);
@@ -231,22 +273,31 @@ async function runScenario(s) {
   const perRun = [];
   for (let r = 0; r < runs; r++) {
     const busyBefore = await waitForQuiet();
-    const daemon = await startDaemon({ logLevel: s.logLevel ?? 'warn', milterRules: s.kind === 'milter' });
+    const redis = s.store === 'redis' ? await startRedisServer() : undefined;
     let load;
+    let redisFallbacks;
     try {
-      const common = ['--connections', String(s.connections), '--duration', String(duration), '--warmup', String(warmup), '--distinct', s.distinct, '--pid', String(daemon.pid)];
-      load =
-        s.kind === 'policy'
-          ? await runNode('policy-load.mjs', ['--port', String(daemon.policyPort), ...common], (duration + warmup + 30) * 1000)
-          : await runNode('milter-load.mjs', ['--port', String(daemon.milterPort), '--mode', s.mode, ...common], (duration + warmup + 30) * 1000);
+      const daemon = await startDaemon({ logLevel: s.logLevel ?? 'warn', milterRules: s.kind === 'milter', redisUrl: redis?.url });
+      try {
+        const common = ['--connections', String(s.connections), '--duration', String(duration), '--warmup', String(warmup), '--distinct', s.distinct, '--pid', String(daemon.pid)];
+        if (redis !== undefined) common.push('--other-pid', String(redis.pid));
+        load =
+          s.kind === 'policy'
+            ? await runNode('policy-load.mjs', ['--port', String(daemon.policyPort), ...common], (duration + warmup + 30) * 1000)
+            : await runNode('milter-load.mjs', ['--port', String(daemon.milterPort), '--mode', s.mode, ...common], (duration + warmup + 30) * 1000);
+        // Requests answered from local counts (timeout, error, breaker open): the Redis figures hold only if this is ~0.
+        if (redis !== undefined) redisFallbacks = await daemon.metricSum('levee_counter_backend_errors_total');
+      } finally {
+        var stopped = await daemon.stop();
+      }
     } finally {
-      var stopped = await daemon.stop();
+      await redis?.stop();
     }
     delete load.rssSamples;
-    perRun.push({ ...load, daemonPeakRssKiB: stopped.hwmKiB, daemonExit: stopped.exit, machineBusyBefore: busyBefore });
+    perRun.push({ ...load, daemonPeakRssKiB: stopped.hwmKiB, daemonExit: stopped.exit, machineBusyBefore: busyBefore, ...(redis === undefined ? {} : { redisFallbacks }) });
     const unit = s.kind === 'policy' ? 'req/s' : 'msg/s';
     process.stderr.write(
-      `  ${s.name} run ${r + 1}/${runs}: ${load.throughput.toFixed(0)} ${unit}, p50 ${load.latencyMs.p50.toFixed(3)} p99 ${load.latencyMs.p99.toFixed(3)} p99.9 ${load.latencyMs.p999.toFixed(3)} ms, errors ${load.errors}, daemon ${((s.kind === 'policy' ? load.daemonCpuUsPerRequest : load.daemonCpuUsPerMessage) ?? NaN).toFixed(1)} µs CPU each, peak RSS ${(stopped.hwmKiB / 1024).toFixed(0)} MiB\n`,
+      `  ${s.name} run ${r + 1}/${runs}: ${load.throughput.toFixed(0)} ${unit}, p50 ${load.latencyMs.p50.toFixed(3)} p99 ${load.latencyMs.p99.toFixed(3)} p99.9 ${load.latencyMs.p999.toFixed(3)} ms, errors ${load.errors}, daemon ${((s.kind === 'policy' ? load.daemonCpuUsPerRequest : load.daemonCpuUsPerMessage) ?? NaN).toFixed(1)} µs CPU each, peak RSS ${(stopped.hwmKiB / 1024).toFixed(0)} MiB${redisFallbacks === undefined ? '' : `, redis ${load.otherCpuUsPerRequest.toFixed(1)} µs CPU each, ${redisFallbacks} requests counted locally`}\n`,
     );
     await sleep(300);
   }
@@ -264,6 +315,7 @@ async function runScenario(s) {
       cpuUsPerUnit: med((x) => x.daemonCpuUsPerRequest ?? x.daemonCpuUsPerMessage),
       daemonCpuShare: med((x) => x.daemonCpuSeconds / x.seconds),
       peakRssMiB: med((x) => x.daemonPeakRssKiB / 1024),
+      ...(s.store === 'redis' ? { redisCpuUsPerUnit: med((x) => x.otherCpuUsPerRequest), redisFallbacks: med((x) => x.redisFallbacks) } : {}),
     },
     totalErrors: perRun.reduce((a, x) => a + x.errors, 0),
     perRun,

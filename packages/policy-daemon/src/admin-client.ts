@@ -47,7 +47,7 @@ export function formatStatus(s: Record<string, unknown>): string {
     `counters:    ${String(counters['backend'])}${counters['degraded'] === true ? ' (DEGRADED: counting locally)' : ''}, ${String(counters['keys'])} keys, ${String(counters['evictions'])} evicted`,
     `connections: policy ${String(connections['policy'])}, milter ${String(connections['milter'])}`,
     `rules:       ${String(s['rules'])} (${String(s['config'])})`,
-    `blocked:     ${String(s['blocks'])}`,
+    `blocked:     ${String(s['blocks'])}${typeof s['blocksPending'] === 'number' && s['blocksPending'] > 0 ? ` (${String(s['blocksPending'])} change(s) waiting for redis)` : ''}`,
     `held:        ${String(s['held'] ?? 0)} messages, ${String(s['contained'] ?? 0)} customers contained`,
     `uptime:      ${String(s['uptimeSeconds'])}s`,
     '',

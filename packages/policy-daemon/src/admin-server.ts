@@ -14,6 +14,11 @@
  *   GET    /contained           customers warned or held (limits with contain)
  *   DELETE /contained?key=...   end a customer's warning or hold now
  *
+ * With counters.backend redis the block list is shared (shared-list.ts): a
+ * change is written to Redis before the answer (200); if Redis cannot be
+ * reached it holds on this host at once and is written when Redis is back,
+ * and the answer says so (202, "shared": "pending").
+ *
  * Reading needs nothing; changing needs `Authorization: Bearer <token>` with
  * the token from admin.token_file (compared in constant time). Without a
  * token file the changing endpoints answer 403: an admin endpoint that can
@@ -32,8 +37,9 @@ export interface AdminActions {
   top(n: number): unknown[];
   blocks(): unknown[];
   evidence(address: string | undefined, n: number): unknown;
-  block(network: string, forMs: number | undefined, reason: string): unknown;
-  unblock(network: string): boolean;
+  /** The entry, with `shared`: "redis" (every host), "pending" (this host until Redis is back) or "no" (backend memory). */
+  block(network: string, forMs: number | undefined, reason: string): Promise<{ readonly shared: string }>;
+  unblock(network: string): Promise<{ readonly removed: boolean; readonly shared: string }>;
   held(): unknown[];
   heldRecord(id: string): unknown;
   forgetHeld(id: string, how: 'released' | 'dropped'): unknown;
@@ -115,7 +121,9 @@ export async function startAdminServer(actions: AdminActions, host: string, port
       if (route === 'DELETE /blocks') {
         const network = normaliseNetwork(url.searchParams.get('address') ?? '');
         if (network === undefined) return send(res, 400, { error: 'address must be an IP address or CIDR' });
-        return actions.unblock(network) ? send(res, 200, { unblocked: network }) : send(res, 404, { error: `${network} is not blocked` });
+        const result = await actions.unblock(network);
+        if (!result.removed) return send(res, 404, { error: `${network} is not blocked` });
+        return send(res, result.shared === 'pending' ? 202 : 200, { unblocked: network, shared: result.shared });
       }
       const text = await readBody(req);
       if (text === undefined) return send(res, 413, { error: `body larger than ${MAX_BODY_BYTES} bytes` });
@@ -130,7 +138,8 @@ export async function startAdminServer(actions: AdminActions, host: string, port
       const forMs = body.for === undefined ? undefined : parseDuration(body.for);
       if (body.for !== undefined && (forMs === undefined || forMs <= 0)) return send(res, 400, { error: 'for must be a duration like 30m or 1d' });
       const reason = typeof body.reason === 'string' ? body.reason.slice(0, 200) : 'blocked by the postmaster';
-      return send(res, 200, actions.block(network, forMs, reason));
+      const entry = await actions.block(network, forMs, reason);
+      return send(res, entry.shared === 'pending' ? 202 : 200, entry);
     }
     return send(res, route.startsWith('GET ') ? 404 : 405, { error: `no such endpoint: ${route}` });
   };

@@ -10,6 +10,12 @@
  * LOG_INTERVAL_MS with the number suppressed since, so a dead Redis under
  * load produces a handful of lines, not one per request.
  *
+ * It also opens the shared lists (shared-list.ts: the block list, ...): in
+ * memory for backend memory, in Redis, on a second connection, for redis.
+ *
+ * ioredis is loaded only when backend is redis (idle memory of the default
+ * setup: see docs/benchmarks.md).
+ *
  * LIMITATIONS: the backend, Redis address and snapshot settings are read at
  * start only; a reload that changes them logs a warning and takes effect at
  * the next restart.
@@ -23,7 +29,8 @@ import { createFallbackStore, type FallbackEvent, type FallbackStore } from './f
 import type { Logger } from './logger.js';
 import { createMemoryStore, type MemoryStore } from './memory-store.js';
 import type { Metrics } from './metrics.js';
-import { createRedisClient, createRedisStore, describeRedisTarget, type RedisClient } from './redis-store.js';
+import type { RedisClient } from './redis-store.js';
+import { createMemorySharedList, type SharedCodec, type SharedList, type SharedRecord } from './shared-list.js';
 
 export const LOG_INTERVAL_MS = 10_000;
 
@@ -35,6 +42,12 @@ export interface CounterBackend {
   readonly local: MemoryStore;
   /** Counting locally because the shared store fails. Always false for memory. */
   degraded(): boolean;
+  /**
+   * Open the shared list `name` (one per name per daemon): in Redis for backend
+   * redis, read once before this resolves (bounded by the list timeout);
+   * in memory otherwise. Closed by close().
+   */
+  openList<T>(name: string, codec: SharedCodec<T>, onChange?: (records: readonly SharedRecord<T>[]) => void): Promise<SharedList<T>>;
   /** Save a snapshot now (when configured); resolves when written. */
   snapshot(): Promise<void>;
   /** Stop timers, write the final snapshot, disconnect from Redis. */
@@ -72,6 +85,8 @@ function createLogLimiter(intervalMs: number, clock: () => number): () => number
 
 /** How long a start waits for the first Redis connection. */
 export const START_WAIT_MS = 1000;
+/** Command deadline of the shared lists' connection: the admin and the background refresh wait, never a request. */
+export const LIST_TIMEOUT_MS = 2000;
 
 /** Resolves true once the client is ready, false after `ms` (it keeps connecting in the background). */
 function waitReady(client: RedisClient, ms: number): Promise<boolean> {
@@ -108,17 +123,25 @@ export async function startCounterBackend(options: CounterBackendOptions): Promi
   let store: CounterStore = local;
   let fallback: FallbackStore | undefined;
   let client: RedisClient | undefined;
+  let listClient: RedisClient | undefined;
+  const lists: SharedList<unknown>[] = [];
   const redis = settings.redis;
+  let listModule: typeof import('./redis-shared-list.js') | undefined;
   if (settings.backend === 'redis' && redis !== undefined) {
+    const { createRedisClient, createRedisStore, describeRedisTarget } = await import('./redis-store.js');
+    listModule = await import('./redis-shared-list.js');
     const target = describeRedisTarget(redis);
     const redisLog = log.child({ backend: 'redis', redis: target });
     client = createRedisClient(redis);
+    listClient = createRedisClient(redis, LIST_TIMEOUT_MS);
     const clientErrors = createLogLimiter(LOG_INTERVAL_MS, monotonic);
     client.on('error', (error: unknown) => {
       const suppressed = clientErrors();
       if (suppressed !== undefined) redisLog.warn({ err: errorText(error), suppressed }, 'redis connection error');
     });
     client.on('ready', () => redisLog.info('redis connected'));
+    // The lists' connection: its errors are the same outage, already reported above.
+    listClient.on('error', () => undefined);
     const fallbacks = createLogLimiter(LOG_INTERVAL_MS, monotonic);
     const errors = metrics.counterBackendErrors;
     const report = (event: FallbackEvent): void => {
@@ -161,7 +184,7 @@ export async function startCounterBackend(options: CounterBackendOptions): Promi
     // Give the first connection a moment before the listeners open, so the
     // first requests after a start count in Redis; a Redis still down after
     // that is handled like any outage (local counting, background retry).
-    const ready = await waitReady(client, START_WAIT_MS);
+    const [ready] = await Promise.all([waitReady(client, START_WAIT_MS), waitReady(listClient, START_WAIT_MS)]);
     redisLog.info({ key_prefix: redis.keyPrefix, timeout_ms: redis.timeoutMs, connected: ready }, 'shared counters in redis');
   }
   metrics.counterStoreDegraded.set(0);
@@ -189,8 +212,34 @@ export async function startCounterBackend(options: CounterBackendOptions): Promi
     local,
     degraded: () => fallback?.degraded ?? false,
     snapshot,
+    async openList<T>(name: string, codec: SharedCodec<T>, onChange?: (records: readonly SharedRecord<T>[]) => void): Promise<SharedList<T>> {
+      const changed = onChange as ((records: readonly SharedRecord<unknown>[]) => void) | undefined;
+      if (listClient === undefined || listModule === undefined || redis === undefined) {
+        const list = createMemorySharedList<T>(name, { now, ...(changed === undefined ? {} : { onChange: changed }) });
+        lists.push(list as SharedList<unknown>);
+        return list;
+      }
+      const list = listModule.createRedisSharedList<T>({
+        client: listClient,
+        keyPrefix: redis.keyPrefix,
+        name,
+        codec,
+        log: log.child({ backend: 'redis' }),
+        now,
+        ...(changed === undefined ? {} : { onChange: changed }),
+        observe: (e) => {
+          metrics.sharedListPending.labels(name).set(e.pending);
+          if (e.syncedAt !== undefined) metrics.sharedListSyncedAt.labels(name).set(e.syncedAt / 1000);
+        },
+      });
+      lists.push(list as SharedList<unknown>);
+      metrics.sharedListPending.labels(name).set(0);
+      await list.sync();
+      return list;
+    },
     async close() {
       if (timer !== undefined) clearInterval(timer);
+      for (const list of lists) list.close();
       fallback?.close();
       if (writing !== undefined) await writing;
       await snapshot();
@@ -198,6 +247,7 @@ export async function startCounterBackend(options: CounterBackendOptions): Promi
         // quit() waits for replies; a stalled server would hold it forever.
         client.disconnect();
       }
+      listClient?.disconnect();
     },
   };
 }

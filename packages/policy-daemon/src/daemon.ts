@@ -15,10 +15,8 @@
 
 import {
   batvSign,
-  blockAdd,
-  blockedBy,
-  blockRemove,
   canonicalIp,
+  compileBlockList,
   compileCidrList,
   liveBlocks,
   parseIp,
@@ -28,6 +26,8 @@ import {
   type BlockList, type CounterStore, type LeveeConfig, type RecipientDirectory, type Ruleset } from '@levee/rules';
 import { readFileSync } from 'node:fs';
 import { startAdminServer, type AdminActions, type AdminServer } from './admin-server.js';
+import { BLOCK_CODEC, blockListOf, BLOCKS_LIST, type BlockValue } from './block-records.js';
+import type { SharedList } from './shared-list.js';
 import { createEvidenceStore } from './evidence.js';
 import { createContainmentService, type ContainmentService } from './containment-service.js';
 import { startCounterBackend, type CounterBackend } from './counter-backend.js';
@@ -73,6 +73,8 @@ export interface Daemon {
   readonly containment: ContainmentService;
   /** The postmaster's block list as it is now. */
   blocks(): BlockList;
+  /** Where the block list is kept (memory, or Redis shared by every host). */
+  readonly blockList: SharedList<BlockValue>;
   /** Swap in a new config (already validated) and its recipient directory, together. */
   reload(config: LeveeConfig, ruleset: Ruleset, source: string, directory?: RecipientDirectory, batvKey?: BatvKey): void;
   /** Stop accepting, let in-flight requests finish, close idle connections; bounded by `graceMs`. */
@@ -97,7 +99,6 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const { log } = options;
   const now = options.now ?? Date.now;
   let live: Live = liveState(options.config, options.ruleset, options.directory, options.batvKey);
-  let blocks: BlockList = [];
   const evidence = createEvidenceStore();
   let adminToken = readToken(options.config.admin.tokenFile, log);
   const startedAt = now();
@@ -106,6 +107,19 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   metrics.configLoadedAt.set(now() / 1000);
   const counters = await startCounterBackend({ settings: options.config.counters, log, metrics, now, local: localStore });
   const store = counters.store;
+  // The block list: read by every decision (no I/O), swapped on every change.
+  let blocks: BlockList = [];
+  let blockLookup = compileBlockList(blocks);
+  let blockList: SharedList<BlockValue>;
+  try {
+    blockList = await counters.openList(BLOCKS_LIST, BLOCK_CODEC, (records) => {
+      blocks = blockListOf(records);
+      blockLookup = compileBlockList(blocks);
+    });
+  } catch (error) {
+    await counters.close();
+    throw error;
+  }
   const load = createLoadMonitor({
     settings: () => ({
       thresholds: live.config.load.thresholds,
@@ -137,7 +151,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     observe: (facts) => {
       if (facts.protocol === 'policy') load.noteRequest(facts.stress === true);
     },
-    blocked: (address) => blockedBy(blocks, address, now()),
+    blocked: (address) => (blocks.length === 0 || address === undefined ? undefined : blockLookup(parseIp(address), now())),
     decided: (facts, verdict, decision) => {
       evidence.note(facts, verdict, now());
       containment.note(facts, decision);
@@ -155,7 +169,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const domain = sender.slice(sender.lastIndexOf('@') + 1).toLowerCase();
     if (!batv.domains.includes(domain)) return undefined;
     const authenticated = facts.saslUsername !== undefined && facts.saslUsername !== '';
-    if (!authenticated && !live.signClients(facts.clientAddress === undefined ? undefined : parseIp(facts.clientAddress))) return undefined;
+    if (!authenticated && !live.signClients(facts.clientIp ?? (facts.clientAddress === undefined ? undefined : parseIp(facts.clientAddress)))) return undefined;
     return batvSign(sender, key, now(), batv.validDays);
   };
   const policy = createPolicyService({
@@ -193,6 +207,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         blocks: liveBlocks(blocks, now()).length,
         held: containment.held().length,
         contained: containment.contained().length,
+        blocksPending: blockList.pending(),
       }),
       held: () => containment.held(),
       heldRecord: (id) => containment.heldRecord(id),
@@ -206,20 +221,26 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         const canonical = canonicalIp(address) ?? address;
         return evidence.get(canonical);
       },
-      block: (network, forMs, reason) => {
+      block: async (network, forMs, reason) => {
         const at = now();
         const entry = { network, until: forMs === undefined ? undefined : at + forMs, reason, since: at };
-        blocks = blockAdd(blocks, entry, at);
-        log.warn({ network, until: entry.until === undefined ? 'unblocked by hand' : new Date(entry.until).toISOString(), reason }, 'blocked by the postmaster');
-        return entry;
+        const write = await blockList.put(network, { reason, since: at }, entry.until);
+        const shared = sharedScope(write);
+        log.warn({ network, until: entry.until === undefined ? 'unblocked by hand' : new Date(entry.until).toISOString(), reason, shared }, 'blocked by the postmaster');
+        return { ...entry, shared };
       },
-      unblock: (network) => {
-        const result = blockRemove(blocks, network, now());
-        blocks = result.list;
-        if (result.removed) log.warn({ network }, 'unblocked by the postmaster');
-        return result.removed;
+      unblock: async (network) => {
+        const result = await blockList.remove(network);
+        const shared = sharedScope(result.write);
+        if (result.removed) log.warn({ network, shared }, 'unblocked by the postmaster');
+        return { removed: result.removed, shared };
       },
     };
+  }
+
+  /** How far a change reached: this host only (backend memory), every host (Redis), or this host until Redis is back. */
+  function sharedScope(write: 'stored' | 'pending'): 'no' | 'redis' | 'pending' {
+    return write === 'pending' ? 'pending' : counters.backend === 'redis' ? 'redis' : 'no';
   }
 
   /** The n counters nearest their limits, from the local store (on Redis: this host's share). */
@@ -281,6 +302,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     },
     blocks: () => liveBlocks(blocks, now()),
     containment,
+    blockList,
     milterConcurrency: (address) => milter.concurrency(address),
     metricsServer,
     metrics,

@@ -10,10 +10,10 @@ import type { Metrics } from './metrics.js';
 
 /** recordDecision - count and log one decision that took `seconds`. */
 export function recordDecision(metrics: Metrics, log: Logger, protocol: Protocol, facts: Facts, verdict: Verdict, seconds: number): void {
-  metrics.requests.labels(protocol, facts.stage, verdict.action).inc();
-  metrics.decisionSeconds.labels(protocol).observe(seconds);
-  if (verdict.rule !== undefined && verdict.rule !== 'fail-action') metrics.ruleHits.labels(verdict.rule, verdict.action, 'enforce').inc();
-  for (const warning of verdict.warnings ?? []) metrics.ruleHits.labels(warning.rule, warning.action, 'warn').inc();
+  metrics.requestCount(protocol, facts.stage, verdict.action).inc();
+  metrics.decisionTime(protocol).observe(seconds);
+  if (verdict.rule !== undefined && verdict.rule !== 'fail-action') metrics.ruleHitCount(verdict.rule, verdict.action, 'enforce').inc();
+  if (verdict.warnings !== undefined) for (const warning of verdict.warnings) metrics.ruleHitCount(warning.rule, warning.action, 'warn').inc();
   if (!log.isLevelEnabled('info')) return;
   log.info(
     {

@@ -38,7 +38,7 @@ import {
   type MilterResponse,
   type MilterWanted,
 } from '@levee/milter-proto';
-import { canonicalIp, type FailAction, type Facts, type HeaderToAdd, type MessageFacts, type Stage, type Verdict } from '@levee/rules';
+import { canonicalIp, formatIp, parseIp, type FailAction, type IpAddress, type Facts, type HeaderToAdd, type MessageFacts, type Stage, type Verdict } from '@levee/rules';
 import { decideFacts, failVerdict, type DeciderDeps, type DecisionOutcome } from './decider.js';
 import { recordDecision } from './decision-record.js';
 import type { Logger } from './logger.js';
@@ -166,6 +166,17 @@ export function createMilterService(options: MilterServiceOptions): MilterServic
       connectionGauge.dec();
     });
 
+    // The client address of a connection, parsed once (a connection makes ~10 decisions).
+    const clients = new WeakMap<object, { readonly clientAddress: string; readonly clientIp?: IpAddress }>();
+    const clientFacts = (connect: { readonly address: string }): { readonly clientAddress: string; readonly clientIp?: IpAddress } => {
+      let known = clients.get(connect);
+      if (known === undefined) {
+        const ip = parseIp(connect.address);
+        known = ip === undefined ? { clientAddress: connect.address.toLowerCase() } : { clientAddress: formatIp(ip), clientIp: ip };
+        clients.set(connect, known);
+      }
+      return known;
+    };
     const facts = (ctx: MilterContext, stage: Stage, extra: Partial<Facts> = {}): Facts => {
       const connect = ctx.connection.connect;
       const sender = ctx.message?.sender;
@@ -175,7 +186,7 @@ export function createMilterService(options: MilterServiceOptions): MilterServic
       return {
         protocol: 'milter',
         stage,
-        ...(connect?.address !== undefined && (connect.family === '4' || connect.family === '6') ? { clientAddress: canonicalIp(connect.address) ?? connect.address.toLowerCase() } : {}),
+        ...(connect?.address !== undefined && (connect.family === '4' || connect.family === '6') ? clientFacts(connect as { readonly address: string }) : {}),
         ...(connect?.port !== undefined && connect.port > 0 ? { clientPort: connect.port } : {}),
         ...(name !== undefined && name !== '' && !name.startsWith('[') ? { clientName: name.toLowerCase() } : {}),
         ...(ctx.connection.helo !== undefined && ctx.connection.helo !== '' ? { heloName: ctx.connection.helo } : {}),
@@ -268,7 +279,7 @@ export function createMilterService(options: MilterServiceOptions): MilterServic
             counted = true;
             total++;
             if (info.address !== undefined && (info.family === '4' || info.family === '6')) {
-              clientKey = canonicalIp(info.address) ?? info.address.toLowerCase();
+              clientKey = clientFacts(info as { readonly address: string }).clientAddress;
               perClient.set(clientKey, (perClient.get(clientKey) ?? 0) + 1);
             }
           }

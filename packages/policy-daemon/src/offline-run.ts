@@ -59,7 +59,9 @@ export function createOfflineRunner(ruleset: Ruleset): OfflineRunner {
       if (outcome instanceof Promise) return 'the memory store answered asynchronously';
       if (!outcome.ok) return `deciding failed: ${String(outcome.error)}`;
       const action = formatPolicyAction(verdictToPolicyAction(outcome.decision.verdict, converted.facts.stage));
-      return { facts: converted.facts, decision: outcome.decision, policyAction: action };
+      // The parsed address is the decision's business; what is shown (and printed by --json) is its text.
+      const { clientIp: _parsed, ...facts } = converted.facts;
+      return { facts, decision: outcome.decision, policyAction: action };
     },
   };
 }

@@ -7,7 +7,7 @@
  */
 
 import type { PolicyRequest } from '@levee/milter-proto';
-import { canonicalIp, type Facts, type Stage } from '@levee/rules';
+import { formatIp, parseIp, type Facts, type IpAddress, type Stage } from '@levee/rules';
 
 const STAGE_OF_STATE: Readonly<Record<string, Stage>> = {
   CONNECT: 'connect',
@@ -38,7 +38,12 @@ export function policyRequestToFacts(request: PolicyRequest): PolicyFactsResult 
   // of one-field objects here cost more than the rest of the conversion.
   const facts: Mutable<Facts> = { protocol: 'policy', stage };
   let v: string | number | undefined;
-  if ((v = normaliseAddress(request.client_address)) !== undefined) facts.clientAddress = v;
+  const client = clientAddress(request.client_address);
+  if (client !== undefined) {
+    facts.clientAddress = client.text;
+    // Parsed once, here: the rules and the block list read it.
+    if (client.ip !== undefined) facts.clientIp = client.ip;
+  }
   if ((v = number(request.client_port)) !== undefined) facts.clientPort = v;
   if ((v = hostname(request.client_name)) !== undefined) facts.clientName = v;
   if ((v = hostname(request.reverse_client_name)) !== undefined) facts.reverseClientName = v;
@@ -77,9 +82,20 @@ function number(value: string | undefined): number | undefined {
 }
 
 /** Postfix sends bare addresses; accept the `IPv6:` and bracketed forms too. */
-function normaliseAddress(value: string | undefined): string | undefined {
+function bareAddress(value: string | undefined): string | undefined {
   if (value === undefined || value === '') return undefined;
-  let address = value.startsWith('[') && value.endsWith(']') ? value.slice(1, -1) : value;
-  if (address.slice(0, 5).toLowerCase() === 'ipv6:') address = address.slice(5);
-  return canonicalIp(address) ?? address.toLowerCase();
+  const address = value.startsWith('[') && value.endsWith(']') ? value.slice(1, -1) : value;
+  return address.slice(0, 5).toLowerCase() === 'ipv6:' ? address.slice(5) : address;
+}
+
+/** The canonical text of an address and the parsed address; text that is not an address is kept, lowercased. */
+function clientAddress(value: string | undefined): { readonly text: string; readonly ip: IpAddress | undefined } | undefined {
+  const address = bareAddress(value);
+  if (address === undefined) return undefined;
+  const ip = parseIp(address);
+  return { text: ip === undefined ? address.toLowerCase() : formatIp(ip), ip };
+}
+
+function normaliseAddress(value: string | undefined): string | undefined {
+  return clientAddress(value)?.text;
 }

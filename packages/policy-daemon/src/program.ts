@@ -165,12 +165,12 @@ Example:
     .option('--reason <text>', 'why (logged, never told to the client)')
     .action(async (address: string, opts: AdminOpts & { for?: string; reason?: string }) => {
       const body = { address, ...(opts.for === undefined ? {} : { for: opts.for }), ...(opts.reason === undefined ? {} : { reason: opts.reason }) };
-      await callAdmin(opts, 'POST', '/blocks', body, (b) => `blocked ${(b as { network: string }).network}\n`);
+      await callAdmin(opts, 'POST', '/blocks', body, (b) => `blocked ${(b as { network: string }).network}${sharedNote(b)}\n`);
     });
   adminOptions(program.command('unblock').description('lift a block (needs the admin token)'))
     .argument('<address>', 'the address or CIDR as blocked')
     .action(async (address: string, opts: AdminOpts) => {
-      await callAdmin(opts, 'DELETE', `/blocks?address=${encodeURIComponent(address)}`, undefined, (b) => `unblocked ${(b as { unblocked: string }).unblocked}\n`);
+      await callAdmin(opts, 'DELETE', `/blocks?address=${encodeURIComponent(address)}`, undefined, (b) => `unblocked ${(b as { unblocked: string }).unblocked}${sharedNote(b)}\n`);
     });
 
   addHeldCommands(program, adminOptions);
@@ -242,6 +242,11 @@ async function callAdmin(opts: AdminOpts, method: string, path: string, body: un
     return;
   }
   process.stdout.write(opts.json === true ? `${JSON.stringify(answer.body)}\n` : format(answer.body));
+}
+
+/** What `levee block|unblock` adds when the change did not reach Redis (yet). */
+function sharedNote(body: unknown): string {
+  return (body as { shared?: string }).shared === 'pending' ? ' on this host only for now: redis is unreachable; written there (for every host) when it is back' : '';
 }
 
 function collect(value: string, previous: string[] | undefined): string[] {

@@ -16,9 +16,11 @@
  *       an absent slot is 0.
  * Increment, clean-up of the buckets that slid out, expiry and the read all
  * happen in ONE script call (never INCR and then a separate EXPIRE, the race
- * that leaves haraka-plugin-limit's keys without a TTL), one call per counter:
- * several keys in one script would be a CROSSSLOT error on a Cluster, and
- * auto-pipelining already sends one request's calls in one write.
+ * that leaves haraka-plugin-limit's keys without a TTL). On a single server
+ * (or Sentinel) all of a request's counters go in one call (COUNT_MANY_SCRIPT:
+ * a third of the commands, replies and script runs for three limits); on a
+ * Cluster one call per counter, since several keys in one script would be a
+ * CROSSSLOT error there (auto-pipelining still sends them in one write).
  *
  * The PEXPIRE is garbage collection only (two windows, at least a minute, of Redis time): the
  * window arithmetic uses the `now` Levee passes, so clocks of different MX
@@ -49,53 +51,66 @@ export interface RedisCounterStore {
 export type RedisClient = Redis | Cluster;
 
 /**
- * KEYS[1] the counter hash; ARGV[1] the bucket index floor(now/width) as
- * decimal text ("" when now is not finite), ARGV[2] the whole amount to add
- * (0 = none), ARGV[3] the spec "windowMs/buckets", ARGV[4] buckets, ARGV[5]
- * the TTL in ms. Returns { newest, count slot 0, ..., count slot n-1 } as text.
+ * The window step for one counter hash `key`: `bucketText` the bucket index
+ * floor(now/width) as decimal text ("" when now is not finite), `amountText`
+ * the whole amount to add (0 = none), `spec` "windowMs/buckets", `n` buckets,
+ * `ttl` in ms. Returns the window's total after the step, as an integer.
+ *
+ * The total is the sum of every slot: moving the window forward deletes the
+ * slots that slid out (all of them, with DEL, past a whole window), so what
+ * is left is exactly the buckets windowTotal would add up for this `now` (the
+ * contract test runs the memory store's tests against this to prove it).
  * Bucket indexes are kept as text and compared as numbers: Lua's doubles hold
  * them exactly (< 2^53), and writing back the caller's own text avoids Lua's
  * %.14g number formatting.
  */
-export const COUNT_SCRIPT = `
-local key = KEYS[1]
-local n = tonumber(ARGV[4])
-local spec = redis.call('HGET', key, 's')
-local newestText = '0'
-if spec == ARGV[3] then
-  newestText = redis.call('HGET', key, 'n') or '0'
-elseif spec then
-  redis.call('DEL', key)
-end
-local newest = tonumber(newestText) or 0
-local b = tonumber(ARGV[1])
-if b ~= nil and b > newest then
-  local steps = b - newest
-  if steps >= n then
+const COUNT_FUNCTION = `
+local fieldsOf = {}
+local function count(key, bucketText, amountText, spec, n, ttl)
+  local head = redis.call('HMGET', key, 's', 'n')
+  local newestText = '0'
+  if head[1] == spec then
+    newestText = head[2] or '0'
+  elseif head[1] then
     redis.call('DEL', key)
-  else
-    for i = 1, steps do
-      redis.call('HDEL', key, tostring((newest + i) % n))
-    end
   end
-  newest = b
-  newestText = ARGV[1]
+  local newest = tonumber(newestText) or 0
+  local b = tonumber(bucketText)
+  if b ~= nil and b > newest then
+    local steps = b - newest
+    if steps >= n then
+      redis.call('DEL', key)
+    else
+      for i = 1, steps do
+        redis.call('HDEL', key, tostring((newest + i) % n))
+      end
+    end
+    newest = b
+    newestText = bucketText
+  end
+  local amount = tonumber(amountText)
+  if amount > 0 then
+    local slot = tostring(newest % n)
+    if redis.call('HINCRBY', key, slot, amount) > ${MAX_BUCKET_COUNT} then redis.call('HSET', key, slot, ${MAX_BUCKET_COUNT}) end
+  end
+  redis.call('HSET', key, 's', spec, 'n', newestText)
+  redis.call('PEXPIRE', key, ttl)
+  local fields = fieldsOf[n]
+  if fields == nil then
+    fields = {}
+    for i = 0, n - 1 do fields[i + 1] = tostring(i) end
+    fieldsOf[n] = fields
+  end
+  local counts = redis.call('HMGET', key, unpack(fields))
+  local total = 0
+  for i = 1, n do total = total + (tonumber(counts[i]) or 0) end
+  return total
 end
-local amount = tonumber(ARGV[2])
-if amount > 0 then
-  local slot = tostring(newest % n)
-  local v = (tonumber(redis.call('HGET', key, slot)) or 0) + amount
-  if v > ${MAX_BUCKET_COUNT} then v = ${MAX_BUCKET_COUNT} end
-  redis.call('HSET', key, slot, v)
-end
-redis.call('HSET', key, 's', ARGV[3], 'n', newestText)
-redis.call('PEXPIRE', key, ARGV[5])
-local fields = {}
-for i = 0, n - 1 do fields[i + 1] = tostring(i) end
-local counts = redis.call('HMGET', key, unpack(fields))
-local out = { newestText }
-for i = 1, n do out[i + 1] = counts[i] or '0' end
-return out
+`;
+
+/** KEYS[1] the counter hash; ARGV[1..5] bucket, amount, spec, buckets, TTL (see COUNT_FUNCTION). */
+export const COUNT_SCRIPT = `${COUNT_FUNCTION}
+return count(KEYS[1], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5])
 `;
 
 /**
@@ -103,24 +118,40 @@ return out
  * (`<counter hash>#<value>`, same hash tag, same slot) holding when the value
  * stops being "seen" in Levee's time; ARGV[6] now, ARGV[7] that expiry (now +
  * one window), ARGV[8] the marker's TTL (garbage collection, like the hash's).
- * The amount counts only when the marker is absent or expired. Levee's clock,
+ * The amount counts only when the marker is absent or expired: Levee's clock,
  * not Redis's, decides, as for the windows.
  */
-export const COUNT_DISTINCT_SCRIPT = COUNT_SCRIPT.replace(
-  'local amount = tonumber(ARGV[2])',
-  `local amount = tonumber(ARGV[2])
-if amount > 0 then
+export const COUNT_DISTINCT_SCRIPT = `${COUNT_FUNCTION}
+local amount = ARGV[2]
+if tonumber(amount) > 0 then
   local seenUntil = tonumber(redis.call('GET', KEYS[2]) or '')
   if seenUntil ~= nil and seenUntil > tonumber(ARGV[6]) then
-    amount = 0
+    amount = '0'
   else
     redis.call('SET', KEYS[2], ARGV[7], 'PX', ARGV[8])
   end
-end`,
-);
+end
+return count(KEYS[1], ARGV[1], amount, ARGV[3], tonumber(ARGV[4]), ARGV[5])
+`;
+
+/**
+ * Several counters in one call (single server and Sentinel only: on a Cluster
+ * the keys may live in different slots). KEYS[k] with ARGV[5k-4 .. 5k] as in
+ * COUNT_SCRIPT; returns the totals in key order.
+ */
+export const COUNT_MANY_SCRIPT = `${COUNT_FUNCTION}
+local out = {}
+for k = 1, #KEYS do
+  local a = (k - 1) * 5
+  out[k] = count(KEYS[k], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], tonumber(ARGV[a + 4]), ARGV[a + 5])
+end
+return out
+`;
 
 interface WithCountCommand {
   leveeCount(key: string, bucket: string, amount: string, spec: string, buckets: string, ttlMs: string): Promise<unknown>;
+  /** numberOfKeys first (the command is defined with a variable key count). */
+  leveeCountMany(numberOfKeys: number, ...keysThenArgs: string[]): Promise<unknown>;
   leveeCountDistinct(
     key: string,
     marker: string,
@@ -138,7 +169,14 @@ function wholeAmount(amount: number): number {
   return Math.min(Math.floor(amount), MAX_BUCKET_COUNT);
 }
 
-/** The total from a script or HMGET reply of { newest, counts... }, by the shared arithmetic. */
+/** A total from the count scripts (an integer reply). */
+function countOf(reply: unknown): number {
+  const n = typeof reply === 'number' ? reply : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error('malformed counter reply from redis');
+  return n;
+}
+
+/** The total from an HMGET reply of { newest, counts... }, by the shared arithmetic. */
 function totalOf(newestText: unknown, counts: readonly unknown[], now: number, window: WindowSpec): number {
   const newest = Number(newestText);
   if (!Number.isSafeInteger(newest) || counts.length !== window.buckets) throw new Error('malformed counter reply from redis');
@@ -160,9 +198,22 @@ const MIN_TTL_MS = 60_000;
 /** createRedisStore - counters in `client` under `keyPrefix`; defines the Lua command on the client. */
 export function createRedisStore(client: RedisClient, keyPrefix: string): RedisCounterStore {
   client.defineCommand('leveeCount', { numberOfKeys: 1, lua: COUNT_SCRIPT });
+  client.defineCommand('leveeCountMany', { lua: COUNT_MANY_SCRIPT });
   client.defineCommand('leveeCountDistinct', { numberOfKeys: 2, lua: COUNT_DISTINCT_SCRIPT });
   const counting = client as unknown as WithCountCommand;
   const redisKey = (key: string): string => `${keyPrefix}{${key}}`;
+  // A request's counters in one script call where all keys may be touched together.
+  const together = !client.isCluster;
+
+  /** One call for all of a request's counters: a third of the commands and replies for three limits. */
+  async function applyMany(hits: readonly CounterHit[], now: number): Promise<readonly number[]> {
+    const keysThenArgs: string[] = hits.map((h) => redisKey(h.key));
+    const bucketOf = (w: WindowSpec): string => (Number.isFinite(now) ? String(Math.floor(now / bucketWidth(w))) : '');
+    for (const h of hits) keysThenArgs.push(bucketOf(h.window), String(wholeAmount(h.amount)), specText(h.window), String(h.window.buckets), String(ttlMs(h.window)));
+    const reply = await counting.leveeCountMany(hits.length, ...keysThenArgs);
+    if (!Array.isArray(reply) || reply.length !== hits.length) throw new Error('malformed counter reply from redis');
+    return reply.map(countOf);
+  }
 
   async function applyOne(hit: CounterHit, now: number): Promise<number> {
     const w = hit.window;
@@ -173,8 +224,7 @@ export function createRedisStore(client: RedisClient, keyPrefix: string): RedisC
       hit.distinct === undefined
         ? await counting.leveeCount(key, ...args)
         : await counting.leveeCountDistinct(key, `${key}#${hit.distinct}`, ...args, String(now), String(now + effectiveWindowMs(w)), String(ttlMs(w)));
-    if (!Array.isArray(reply) || reply.length < 1) throw new Error('malformed counter reply from redis');
-    return totalOf(reply[0], reply.slice(1), now, w);
+    return countOf(reply);
   }
 
   async function peekOne(read: CounterRead, now: number): Promise<number> {
@@ -185,7 +235,9 @@ export function createRedisStore(client: RedisClient, keyPrefix: string): RedisC
   }
 
   return {
-    apply: (hits, now) => Promise.all(hits.map((h) => applyOne(h, now))),
+    // Distinct counts (rare: contain limits on recipient domains) take the per-counter script with their marker key.
+    apply: (hits, now) =>
+      together && hits.length > 1 && hits.every((h) => h.distinct === undefined) ? applyMany(hits, now) : Promise.all(hits.map((h) => applyOne(h, now))),
     peek: (keys, now) => Promise.all(keys.map((k) => peekOne(k, now))),
     async probe() {
       await client.ping();
@@ -202,14 +254,16 @@ function reconnectDelay(times: number): number {
 /**
  * createRedisClient - an ioredis client that fails fast: no offline queue (a
  * command while disconnected is rejected at once instead of waiting for a
- * reconnect), no replay after a reconnect, a per-command timeout equal to the
- * request deadline, and reconnection in the background forever.
+ * reconnect), no replay after a reconnect, a per-command timeout (default: the
+ * request deadline; the shared lists' connection passes a longer one), and
+ * reconnection in the background forever. Auto-pipelining is on: the
+ * commands of all requests issued in one event-loop turn go out in one write.
  * Attach an 'error' listener (the daemon does), or ioredis reports nothing.
  */
-export function createRedisClient(settings: RedisSettings): RedisClient {
+export function createRedisClient(settings: RedisSettings, commandTimeoutMs = settings.timeoutMs): RedisClient {
   // The fail-fast options every node connection gets (no undefined values: ioredis's option
   // types do not accept them under exactOptionalPropertyTypes).
-  const perNode = { maxRetriesPerRequest: 0, commandTimeout: settings.timeoutMs, connectTimeout: 1000 };
+  const perNode = { maxRetriesPerRequest: 0, commandTimeout: commandTimeoutMs, connectTimeout: 1000 };
   const single = { ...perNode, enableOfflineQueue: false, enableAutoPipelining: true, lazyConnect: false, retryStrategy: reconnectDelay };
   if (settings.clusterNodes !== undefined) {
     return new Cluster(

@@ -144,8 +144,12 @@ describe('levee explain and replay', () => {
     writeFileSync(file, one + one + one);
     const r = levee(['explain', '-c', config(), '-f', file, '--json']);
     expect(r.status).toBe(0);
-    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { decision: { verdict: { action: string; warnings?: unknown[] } } });
+    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { facts: Record<string, unknown>; decision: { verdict: { action: string; warnings?: unknown[] }; trail: unknown[] } });
     expect(lines.map((l) => l.decision.verdict.action)).toEqual(['continue', 'continue', 'tempfail']);
+    // The facts as text (the parsed address stays inside), the trail written out.
+    expect(lines[0]?.facts).toMatchObject({ clientAddress: '198.51.100.1' });
+    expect(lines[0]?.facts).not.toHaveProperty('clientIp');
+    expect(lines[2]?.decision.trail.length).toBeGreaterThan(0);
     expect(lines[0]?.decision.verdict.warnings).toEqual([{ rule: 'shadow', action: 'reject' }]);
   });
 

@@ -1,3 +1,4 @@
+import { parseIp } from '@levee/rules';
 import type { PolicyRequest } from '@levee/milter-proto';
 import { policyRequestToFacts } from '../src/policy-facts.js';
 
@@ -47,6 +48,7 @@ describe('policyRequestToFacts', () => {
         protocol: 'policy',
         stage: 'rcpt',
         clientAddress: '198.51.100.7',
+        clientIp: { family: 4, bytes: new Uint8Array([198, 51, 100, 7]) },
         clientPort: 41000,
         reverseClientName: 'mail.example.net',
         sender: 'alice@example.net',
@@ -69,6 +71,10 @@ describe('policyRequestToFacts', () => {
       request({ protocol_state: 'RCPT', stress: 'yes', sasl_username: 'bob', sasl_method: 'plain', client_address: 'IPv6:2001:DB8::1' }),
     );
     expect(r.ok && r.facts).toMatchObject({ stress: true, saslUsername: 'bob', saslMethod: 'plain', clientAddress: '2001:db8::1' });
+    // Parsed once here, for the rules and the block list; text that is no address has no parsed form.
+    expect(r.ok && r.facts.clientIp).toEqual(parseIp('2001:db8::1'));
+    const odd = policyRequestToFacts(request({ protocol_state: 'RCPT', client_address: 'Not-An-Address' }));
+    expect(odd.ok && [odd.facts.clientAddress, 'clientIp' in odd.facts]).toEqual(['not-an-address', false]);
   });
 
   test('garbage numbers are absent rather than NaN', () => {

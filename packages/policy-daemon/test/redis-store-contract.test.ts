@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import { createCircuitBreaker } from '../src/circuit-breaker.js';
 import { createFallbackStore } from '../src/fallback-store.js';
 import { createMemoryStore } from '../src/memory-store.js';
-import { createRedisStore, COUNT_SCRIPT } from '../src/redis-store.js';
+import { createRedisStore, COUNT_MANY_SCRIPT, COUNT_SCRIPT } from '../src/redis-store.js';
 import { describeCounterStoreContract } from './support/counter-store-contract.js';
 import { startRedis, type RedisInstance } from './support/redis.js';
 
@@ -66,18 +66,42 @@ describe('redis data model', () => {
 
   test('increment, expiry and read are one script (no separate EXPIRE call)', () => {
     // The race haraka-plugin-limit has: INCR, then EXPIRE only if the result was 1.
-    expect(COUNT_SCRIPT).toContain("redis.call('PEXPIRE', key, ARGV[5])");
-    expect(COUNT_SCRIPT).not.toMatch(/INCR/);
+    for (const script of [COUNT_SCRIPT, COUNT_MANY_SCRIPT]) {
+      // The increment and the expiry in the same atomic script, never a bare INCR with an EXPIRE after it.
+      expect(script).toContain("redis.call('PEXPIRE', key, ttl)");
+      expect(script).toContain("redis.call('HINCRBY', key, slot, amount)");
+      expect(script).not.toMatch(/'INCR'|'EXPIRE'/);
+    }
   });
 
-  test('a request with several counters is applied by pipelined script calls, one per counter', async () => {
-    const store = createRedisStore(client, 'multi:');
+  test('a request with several counters is applied in one script call on a single server, one call per counter on a Cluster, with equal totals', async () => {
     const w = { windowMs: 60_000, buckets: 12 };
-    const totals = await store.apply(
-      Array.from({ length: 20 }, (_, i) => ({ key: `k${i % 5}`, amount: 1, window: w })),
-      1_700_000_000_000,
-    );
-    expect(totals.slice(15)).toEqual([4, 4, 4, 4, 4]);
+    const w5 = { windowMs: 300_000, buckets: 5 };
+    const hits = Array.from({ length: 20 }, (_, i) => ({ key: `k${i % 5}`, amount: i % 3, window: i % 5 === 4 ? w5 : w }));
+    const calls: string[] = [];
+    const monitor = await client.monitor();
+    monitor.on('monitor', (_time: string, args: string[]) => calls.push(String(args[0]).toLowerCase()));
+    try {
+      const together = await createRedisStore(client, 'multi:').apply(hits, 1_700_000_000_000);
+      // The same hits through the per-counter path a Cluster takes.
+      const perKeyClient = client.duplicate();
+      Object.defineProperty(perKeyClient, 'isCluster', { value: true });
+      try {
+        const apart = await createRedisStore(perKeyClient, 'apart:').apply(hits, 1_700_000_000_000);
+        expect(apart).toEqual(together);
+      } finally {
+        perKeyClient.disconnect();
+      }
+      expect(together.slice(15)).toEqual([3, 4, 5, 3, 4]);
+      // MONITOR reports on its own connection: let it catch up (bounded).
+      for (let i = 0; i < 100 && calls.filter((c) => c === 'evalsha' || c === 'eval').length < 21; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    } finally {
+      monitor.disconnect();
+    }
     expect((await client.keys('multi:*')).sort()).toEqual(['multi:{k0}', 'multi:{k1}', 'multi:{k2}', 'multi:{k3}', 'multi:{k4}']);
+    // One script call (EVALSHA, or EVAL the first time) for the 20 hits together; 20 apart.
+    const scripts = calls.filter((c) => c === 'evalsha' || c === 'eval');
+    expect(scripts.length).toBeGreaterThanOrEqual(21);
+    expect(scripts.length).toBeLessThanOrEqual(23);
   });
 });

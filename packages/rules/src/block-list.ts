@@ -1,13 +1,16 @@
 /**
  * block-list - addresses and networks the postmaster blocked by hand
  * (`levee block`), each until a time or for good. Pure data and functions:
- * the daemon holds one list and swaps it on every change, so a decision
+ * the daemon keeps the list (in a shared list: in memory, or in Redis shared
+ * by every MX host) and swaps in a new one on every change, so a decision
  * sees the list before or after a change, never half of one.
  *
- * Expired entries are ignored at lookup and dropped at the next change.
+ * A list is compiled once per change (`compileBlockList`): a client that is
+ * not blocked then costs one binary search over merged ranges, however long
+ * the list. Expired entries are ignored at lookup.
  */
 
-import { parseCidr, cidrContains, parseIp, formatCidr } from './ip.js';
+import { parseCidr, cidrContains, compileCidrList, parseIp, formatCidr, type Cidr, type IpAddress } from './ip.js';
 
 export interface BlockEntry {
   /** Canonical CIDR, e.g. "192.0.2.7/32" or "2001:db8::/48". */
@@ -27,32 +30,32 @@ export function normaliseNetwork(text: string): string | undefined {
   return cidr === undefined ? undefined : formatCidr(cidr);
 }
 
-/** blockAdd - the list with `network` blocked (replacing an entry for the same network). */
-export function blockAdd(list: BlockList, entry: BlockEntry, now: number): BlockList {
-  return [...liveBlocks(list, now).filter((e) => e.network !== entry.network), entry];
-}
-
-/** blockRemove - the list without `network`; also reports whether it was there. */
-export function blockRemove(list: BlockList, network: string, now: number): { list: BlockList; removed: boolean } {
-  const kept = liveBlocks(list, now);
-  const next = kept.filter((e) => e.network !== network);
-  return { list: next, removed: next.length !== kept.length };
-}
-
 /** liveBlocks - the entries still in force at `now`. */
 export function liveBlocks(list: BlockList, now: number): BlockList {
   return list.every((e) => e.until === undefined || e.until > now) ? list : list.filter((e) => e.until === undefined || e.until > now);
 }
 
-/** blockedBy - the entry that blocks `address` at `now`, if any. */
+/** The entry blocking an address at `now`, if any. */
+export type BlockLookup = (ip: IpAddress | undefined, now: number) => BlockEntry | undefined;
+
+/** compileBlockList - a lookup for one version of the list (entries whose network does not parse are skipped). */
+export function compileBlockList(list: BlockList): BlockLookup {
+  if (list.length === 0) return () => undefined;
+  const parsed: { entry: BlockEntry; cidr: Cidr }[] = [];
+  for (const entry of list) {
+    const cidr = parseCidr(entry.network);
+    if (cidr !== undefined) parsed.push({ entry, cidr });
+  }
+  const any = compileCidrList(parsed.map((p) => p.cidr));
+  return (ip, now) => {
+    if (ip === undefined || !any(ip)) return undefined;
+    for (const p of parsed) if ((p.entry.until === undefined || p.entry.until > now) && cidrContains(p.cidr, ip)) return p.entry;
+    return undefined;
+  };
+}
+
+/** blockedBy - the entry that blocks `address` at `now`, if any (compiles the list: for one-off checks). */
 export function blockedBy(list: BlockList, address: string | undefined, now: number): BlockEntry | undefined {
   if (list.length === 0 || address === undefined) return undefined;
-  const ip = parseIp(address);
-  if (ip === undefined) return undefined;
-  for (const e of list) {
-    if (e.until !== undefined && e.until <= now) continue;
-    const cidr = parseCidr(e.network);
-    if (cidr !== undefined && cidrContains(cidr, ip)) return e;
-  }
-  return undefined;
+  return compileBlockList(list)(parseIp(address), now);
 }

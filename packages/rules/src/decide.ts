@@ -50,7 +50,7 @@ import { isDegraded, type CounterHit, type CounterStore } from './counter-store.
 import { containStep, type ContainmentChange, type ContainmentReader, type ContainState } from './containment.js';
 import { buildView } from './request-view.js';
 import { missingPlaceholder, renderKeyTemplate } from './key-template.js';
-import { STAGE_BITS, countAmount, isTaggingRule, type CompiledRule, type RuleTrace, type Ruleset } from './rules-compile.js';
+import { countAmount, isTaggingRule, type CompiledRule, type RuleTrace, type Ruleset, type StageGaps } from './rules-compile.js';
 
 export interface CounterPlan {
   /** Counters this request adds to; the store's totals come back in the same order. */
@@ -62,11 +62,17 @@ export interface CounterPlan {
   readonly steps: readonly (RuleTrace | number)[];
   /** The rule behind each hit. */
   readonly hitRules: readonly CompiledRule[];
+  /** The 'stage' trail entries of the rules inactive at the request's stage (they are in no step). */
+  readonly gaps: StageGaps | undefined;
 }
 
 export interface Decision {
   readonly verdict: Verdict;
-  /** One entry per rule considered, in order (for `levee explain`). */
+  /**
+   * One entry per rule considered, in order (for `levee explain`): up to the
+   * rule that decided, and the limits that counted after it. The rules not
+   * active at the stage are listed from precomputed entries (StageGaps).
+   */
   readonly trail: readonly RuleTrace[];
   /** Containment states to write (limits with `contain`), when any changed. */
   readonly containment?: readonly ContainmentChange[];
@@ -78,18 +84,16 @@ export interface ContainInput {
   readonly now: number;
 }
 
-/** Which counters this request increments. Pure. */
+/**
+ * Which counters this request increments. Pure. Walks only the rules active
+ * at the request's stage (`ruleset.byStage`).
+ */
 export function planCounters(facts: Facts, ruleset: Ruleset): CounterPlan {
   const view = buildView(facts, ruleset.needs);
-  const bit = STAGE_BITS[facts.stage] ?? 0;
   const steps: (RuleTrace | number)[] = [];
   const hits: CounterHit[] = [];
   const hitRules: CompiledRule[] = [];
-  rules: for (const rule of ruleset.rules) {
-    if ((rule.stageMask & bit) === 0) {
-      steps.push(rule.traces.stage);
-      continue;
-    }
+  rules: for (const rule of ruleset.byStage[facts.stage] ?? []) {
     for (const c of rule.match) {
       if (!c.check(view)) {
         steps.push(c.failTrace);
@@ -149,7 +153,7 @@ export function planCounters(facts: Facts, ruleset: Ruleset): CounterPlan {
     steps.push(rule.traces.decided);
     break;
   }
-  return { hits, steps, hitRules };
+  return { hits, steps, hitRules, gaps: ruleset.stageGaps[facts.stage] };
 }
 
 /** The rule's verdict plus the counter that tripped (written out: see the note on spreads in decide). */
@@ -212,9 +216,11 @@ export function decide(
   let tagDelayMs = 0;
   let verdict: Verdict | undefined;
   let decidedBy = '';
+  const gaps = plan.gaps;
   for (const step of plan.steps) {
     if (typeof step !== 'number') {
       if (verdict !== undefined) continue; // not considered: an earlier limit decided
+      if (gaps !== undefined) for (const t of gaps.before[step.index] ?? []) trail.push(t);
       trail.push(step);
       if (step.outcome === 'decided') {
         verdict = ruleset.rules[step.index]?.verdict;
@@ -234,6 +240,7 @@ export function decide(
     if (rule === undefined || hit === undefined || rule.limit === undefined) continue;
     const total = totals[step] ?? 0;
     const max = rule.limit.max;
+    if (verdict === undefined && gaps !== undefined) for (const t of gaps.before[rule.index] ?? []) trail.push(t);
     const counter: CounterEvidence = { rule: rule.name, key: hit.key, count: total, limit: max, windowMs: rule.limit.window.windowMs };
     // Trail entries are written out in full rather than spread from a common
     // base: object spread here cost several times the rest of decide().
@@ -297,6 +304,8 @@ export function decide(
       decidedBy = rule.name;
     }
   }
+  // Nothing decided: every rule was considered, the inactive ones after the last active one too.
+  if (verdict === undefined && gaps !== undefined) for (const t of gaps.tail) trail.push(t);
   const decision = { verdict: finish(verdict ?? CONTINUE, tags, tagDelayMs, warnings), trail };
   return changes === undefined ? decision : { ...decision, containment: changes };
 }

@@ -6,6 +6,8 @@
  * ripples into rule code. Absent information is `undefined`, never "".
  */
 
+import type { IpAddress } from './ip.js';
+
 /** Stage - where in the SMTP dialogue the MTA asks. */
 export type Stage = 'connect' | 'helo' | 'mail' | 'rcpt' | 'data' | 'eom' | 'vrfy' | 'etrn';
 
@@ -19,6 +21,12 @@ export interface Facts {
   readonly stage: Stage;
   /** Client IP as the MTA reports it, normalised: no `IPv6:` prefix, no brackets. */
   readonly clientAddress?: string;
+  /**
+   * The client address parsed, when whoever built the Facts parsed it
+   * already (the policy and milter listeners do), so rules do not parse it
+   * again. When present, `clientAddress` is its canonical text (formatIp).
+   */
+  readonly clientIp?: IpAddress;
   readonly clientPort?: number;
   /** Verified reverse name, or undefined when the MTA says `unknown`. */
   readonly clientName?: string;

@@ -79,7 +79,7 @@ export { DEFAULT_CONFIG_YAML } from './default-config.js';
 export type { ConfigOption, ConfigSection, JsonNode, OptionMeta } from './config-reference.js';
 export { allowedText, configJsonSchema, configReferenceMarkdown, configSections, flattenOptions, formatConfigReference, typeText } from './config-reference.js';
 
-export type { CompiledCondition, CompiledLimit, CompiledRule, RuleOutcome, RuleTrace, Ruleset } from './rules-compile.js';
+export type { CompiledCondition, CompiledLimit, CompiledRule, RuleOutcome, RuleTrace, Ruleset, StageGaps } from './rules-compile.js';
 export { compileRules, countAmount, isTaggingRule } from './rules-compile.js';
 export type { ContainInput, CounterPlan, Decision } from './decide.js';
 export { decide, decideWithStore, planCounters } from './decide.js';
@@ -89,8 +89,8 @@ export type { DirectoryIssue, DirectoryParseResult, RecipientDirectory, Recipien
 export { classifyRecipient, parseRecipientDirectory } from './recipient-directory.js';
 export type { LoadReadings, Signal, Tier, TierPolicy, TierState, TierThresholds } from './load-tier.js';
 export { DEFAULT_TIER_POLICY, INITIAL_TIER_STATE, stepTier, tierCalledFor, TIERS } from './load-tier.js';
-export type { BlockEntry, BlockList } from './block-list.js';
-export { blockAdd, blockedBy, blockRemove, liveBlocks, normaliseNetwork } from './block-list.js';
+export type { BlockEntry, BlockList, BlockLookup } from './block-list.js';
+export { blockedBy, compileBlockList, liveBlocks, normaliseNetwork } from './block-list.js';
 export type { BatvCheck, BatvKey } from './batv.js';
 export { batvSign, batvStrip, batvVerify } from './batv.js';
 export type { ContainEffect, ContainEvent, ContainmentChange, ContainmentReader, ContainPolicy, ContainState, ContainStep } from './containment.js';

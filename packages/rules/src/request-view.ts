@@ -3,6 +3,9 @@
  * Facts once per request instead of once per rule: the parsed client address
  * and lowercased names and domains.
  *
+ * The client address is parsed by whoever built the Facts (`clientIp`);
+ * only Facts without it (tests, `levee explain` input) are parsed here.
+ *
  * Only what the ruleset uses is computed (`ViewNeeds`, decided at compile
  * time), so a ruleset without sender patterns never lowercases a sender.
  */
@@ -60,10 +63,11 @@ export function domainOf(lowerAddress: string): string | undefined {
 }
 
 export function buildView(facts: Facts, needs: ViewNeeds): RequestView {
-  const ip = needs.ip && facts.clientAddress !== undefined ? parseIp(facts.clientAddress) : undefined;
+  const given = facts.clientIp;
+  const ip = given ?? (needs.ip && facts.clientAddress !== undefined ? parseIp(facts.clientAddress) : undefined);
   let clientAddressText: string | undefined;
   if (needs.clientAddressText && facts.clientAddress !== undefined) {
-    clientAddressText = ip !== undefined ? formatIp(ip) : facts.clientAddress.toLowerCase();
+    clientAddressText = given !== undefined ? facts.clientAddress : ip !== undefined ? formatIp(ip) : facts.clientAddress.toLowerCase();
   }
   const senderLower = needs.sender && facts.sender !== undefined ? facts.sender.toLowerCase() : undefined;
   const recipientLower = needs.recipient && facts.recipient !== undefined ? facts.recipient.toLowerCase() : undefined;

@@ -121,8 +121,42 @@ export interface Ruleset {
   readonly rules: readonly CompiledRule[];
   /** Whether any limit has `contain` (decideWithStore then reads containment states). */
   readonly hasContain: boolean;
+  /**
+   * The rules active at each stage, in config order: planCounters walks only
+   * these (the rules of other stages appear in a trail only when it is read).
+   */
+  readonly byStage: Readonly<Record<Stage, readonly CompiledRule[]>>;
+  /** The precomputed 'stage' trail entries of each stage's inactive rules (see StageGaps). */
+  readonly stageGaps: Readonly<Record<Stage, StageGaps>>;
   /** Which per-request values the rules read. */
   readonly needs: Readonly<ViewNeeds>;
+}
+
+/**
+ * Where the rules inactive at one stage go in a trail: `before[i]` holds the
+ * 'stage' entries of the inactive rules between the previous active rule and
+ * active rule i (by rule index), `tail` those after the last active rule.
+ */
+export interface StageGaps {
+  readonly before: readonly (readonly RuleTrace[])[];
+  readonly tail: readonly RuleTrace[];
+}
+
+const NO_TRACES: readonly RuleTrace[] = Object.freeze([]);
+
+function stageGapsOf(rules: readonly CompiledRule[], bit: number): StageGaps {
+  const before: (readonly RuleTrace[])[] = [];
+  let gap: RuleTrace[] = [];
+  for (const rule of rules) {
+    if ((rule.stageMask & bit) === 0) {
+      gap.push(rule.traces.stage);
+      before.push(NO_TRACES);
+    } else {
+      before.push(gap.length === 0 ? NO_TRACES : Object.freeze(gap));
+      gap = [];
+    }
+  }
+  return { before, tail: gap.length === 0 ? NO_TRACES : Object.freeze(gap) };
 }
 
 export const STAGE_BITS: Readonly<Record<Stage, number>> = Object.freeze(
@@ -345,7 +379,15 @@ function compileRule(r: RuleConfig, index: number, needs: ViewNeeds): CompiledRu
 export function compileRules(config: Pick<LeveeConfig, 'rules'>): Ruleset {
   const needs = noNeeds();
   const rules = config.rules.map((r, i) => compileRule(r, i, needs));
-  return { rules, needs: Object.freeze(needs), hasContain: rules.some((r) => r.limit?.contain !== undefined) };
+  const byStage = Object.fromEntries(STAGES.map((s) => [s, rules.filter((r) => (r.stageMask & STAGE_BITS[s]) !== 0)])) as Record<Stage, CompiledRule[]>;
+  const stageGaps = Object.fromEntries(STAGES.map((s) => [s, stageGapsOf(rules, STAGE_BITS[s])])) as Record<Stage, StageGaps>;
+  return {
+    rules,
+    byStage: Object.freeze(byStage),
+    stageGaps: Object.freeze(stageGaps),
+    needs: Object.freeze(needs),
+    hasContain: rules.some((r) => r.limit?.contain !== undefined),
+  };
 }
 
 /** The amount a limit adds for one request. */

@@ -483,4 +483,51 @@ describe('trail', () => {
     ]);
     expect(d.trail[4]?.counter).toEqual({ rule: 'l', key: 'l|192.0.2.1', count: 1, limit: 5, windowMs: 60_000 });
   });
+
+  test('rules inactive at the stage appear before the deciding rule, interleaved in config order, never after it', () => {
+    const rs = ruleset(
+      [
+        '  - { name: c1, stage: connect, action: reject }',
+        '  - { name: lim, stage: rcpt, limit: { key: "{client_address}", max: 0, window: 1m }, action: tempfail }',
+        '  - { name: c2, stage: connect, action: reject }',
+        '  - { name: later, limit: { key: "{sender}", max: 9, window: 1m }, action: tempfail }',
+        '  - { name: c3, stage: eom, action: reject }',
+        '',
+      ].join('\n'),
+    );
+    // The first limit decides: the stage entries after it and the rules between go unlisted; the later limit still counted.
+    const limited = run(rs, facts());
+    expect(limited.trail.map((t) => [t.rule, t.outcome])).toEqual([
+      ['c1', 'stage'],
+      ['lim', 'decided'],
+      ['later', 'counted'],
+    ]);
+    // Nothing decides: every rule is listed, inactive ones included.
+    const open = run(rs, facts({ stage: 'data' }));
+    expect(open.verdict).toEqual({ action: 'continue' });
+    expect(open.trail.map((t) => [t.rule, t.outcome])).toEqual([
+      ['c1', 'stage'],
+      ['lim', 'stage'],
+      ['c2', 'stage'],
+      ['later', 'under-limit'],
+      ['c3', 'stage'],
+    ]);
+  });
+
+  test('a plan walks only the rules active at its stage', () => {
+    const rs = ruleset(['  - { name: a, stage: connect, action: reject }', '  - { name: b, stage: [rcpt, eom], action: reject }', '  - { name: c, action: reject }', ''].join('\n'));
+    expect(rs.byStage.connect.map((r) => r.name)).toEqual(['a', 'c']);
+    expect(rs.byStage.eom.map((r) => r.name)).toEqual(['b', 'c']);
+    expect(rs.byStage.data.map((r) => r.name)).toEqual(['c']);
+    expect(planCounters(facts({ stage: 'eom' }), rs).steps).toEqual([expect.objectContaining({ rule: 'b', outcome: 'decided' })]);
+  });
+
+  test('a parsed client address in the facts is used as given, not parsed again', () => {
+    const rs = ruleset('  - { name: net, match: { client_address: "203.0.113.0/24" }, action: reject }\n  - { name: per, limit: { key: "{client_address}", max: 9, window: 1m }, action: reject }\n');
+    // Builders guarantee clientAddress is clientIp's text; here they disagree on purpose, to show which one is read.
+    const given = { clientAddress: '203.0.113.1', clientIp: { family: 4 as const, bytes: new Uint8Array([192, 0, 2, 1]) } };
+    expect(run(rs, facts(given)).verdict.action).toBe('continue');
+    expect(planCounters(facts(given), rs).hits.map((h) => h.key)).toEqual(['per|203.0.113.1']);
+    expect(run(rs, facts({ clientAddress: '203.0.113.1' })).verdict.rule).toBe('net');
+  });
 });
