@@ -42,9 +42,9 @@ export interface AdminActions {
   unblock(network: string): Promise<{ readonly removed: boolean; readonly shared: string }>;
   held(): unknown[];
   heldRecord(id: string): unknown;
-  forgetHeld(id: string, how: 'released' | 'dropped'): unknown;
+  forgetHeld(id: string, how: 'released' | 'dropped'): Promise<unknown>;
   contained(): unknown[];
-  endContainment(key: string): boolean;
+  endContainment(key: string): Promise<boolean>;
 }
 
 export type AdminServer = HttpListener;
@@ -107,11 +107,11 @@ export async function startAdminServer(actions: AdminActions, host: string, port
       if (auth === 'denied') return send(res, 401, { error: 'missing or wrong bearer token' });
       if (heldId === undefined) {
         const key = url.searchParams.get('key') ?? '';
-        return actions.endContainment(key) ? send(res, 200, { ended: key }) : send(res, 404, { error: `${key} is neither warned nor held` });
+        return (await actions.endContainment(key)) ? send(res, 200, { ended: key }) : send(res, 404, { error: `${key} is neither warned nor held` });
       }
       const how = url.searchParams.get('how');
       if (how !== 'released' && how !== 'dropped') return send(res, 400, { error: 'how must be released or dropped' });
-      const record = actions.forgetHeld(heldId, how);
+      const record = await actions.forgetHeld(heldId, how);
       return record === undefined ? send(res, 404, { error: `no held message ${heldId}` }) : send(res, 200, record);
     }
     if (route === 'POST /blocks' || route === 'DELETE /blocks') {

@@ -5,13 +5,16 @@
  * notifies the postmaster, and records every message answered quarantine
  * (held-mail) for `levee held`, `levee release` and `levee drop`.
  *
- * Everything here runs after the decision is made and never fails it.
+ * Everything here runs after the decision is made and never fails it. The
+ * states and records are shared lists (in Redis with counters backend redis):
+ * open them with the counter backend and hand them in.
  */
 
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { ContainmentReader, Decision, Facts, HeldSettings, NotifySettings } from '@levee/rules';
-import { createContainmentBook, type ContainedKey } from './containment-book.js';
+import { createContainmentBook, type ContainedKey, type ContainValue } from './containment-book.js';
 import { createHeldMail, type HeldRecord } from './held-mail.js';
+import type { SharedList } from './shared-list.js';
 import type { Logger } from './logger.js';
 import { createNotifier, type Notice } from './notifier.js';
 
@@ -22,15 +25,17 @@ export interface ContainmentService {
   held(): HeldRecord[];
   heldRecord(id: string): HeldRecord | undefined;
   /** Forget a held record after the admin released or dropped the message. */
-  forget(id: string, how: 'released' | 'dropped'): HeldRecord | undefined;
+  forget(id: string, how: 'released' | 'dropped'): Promise<HeldRecord | undefined>;
   contained(): ContainedKey[];
   /** End a customer's warning or hold now; false when it had none. */
-  endContainment(key: string): boolean;
+  endContainment(key: string): Promise<boolean>;
   /** Resolves when no notice is under way. */
   idle(): Promise<void>;
 }
 
 export function createContainmentService(options: {
+  readonly containedList: SharedList<ContainValue>;
+  readonly heldList: SharedList<HeldRecord>;
   readonly held: () => HeldSettings;
   readonly notify: () => NotifySettings;
   readonly log: Logger;
@@ -39,8 +44,13 @@ export function createContainmentService(options: {
 }): ContainmentService {
   const { log, now } = options;
   const registers = [options.registry];
-  const book = createContainmentBook();
-  const heldMail = createHeldMail({ retentionMs: () => options.held().retentionMs, maxRecords: () => options.held().maxRecords });
+  const book = createContainmentBook(options.containedList, log);
+  const heldMail = createHeldMail({
+    list: options.heldList,
+    retentionMs: () => options.held().retentionMs,
+    maxRecords: () => options.held().maxRecords,
+    log,
+  });
   const events = new Counter({
     name: 'levee_containment_events_total',
     help: 'Customers (limit keys with contain) warned or held, by rule and event.',
@@ -68,7 +78,7 @@ export function createContainmentService(options: {
     help: 'Held messages Levee keeps a record of (levee held).',
     registers,
     collect() {
-      this.set(heldMail.size);
+      this.set(heldMail.list(now()).length);
     },
   });
   const notifications = new Counter({
@@ -116,15 +126,15 @@ export function createContainmentService(options: {
     },
     held: () => heldMail.list(now()),
     heldRecord: (id) => heldMail.get(id, now()),
-    forget(id, how) {
+    async forget(id, how) {
       const record = heldMail.get(id, now());
-      if (record === undefined || !heldMail.remove(id)) return undefined;
+      if (record === undefined || !(await heldMail.remove(id))) return undefined;
       log.warn({ id, queueId: record.queueId, rule: record.rule, sender: record.sender }, `held message ${how} by the postmaster`);
       return record;
     },
     contained: () => book.list(now()),
-    endContainment(key) {
-      const ended = book.end(key);
+    async endContainment(key) {
+      const ended = await book.end(key);
       if (ended) log.warn({ key }, 'contain: ended by the postmaster');
       return ended;
     },

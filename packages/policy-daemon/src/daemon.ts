@@ -30,6 +30,8 @@ import { BLOCK_CODEC, blockListOf, BLOCKS_LIST, type BlockValue } from './block-
 import type { SharedList } from './shared-list.js';
 import { createEvidenceStore } from './evidence.js';
 import { createContainmentService, type ContainmentService } from './containment-service.js';
+import { CONTAIN_CODEC, CONTAINED_LIST, type ContainValue } from './containment-book.js';
+import { HELD_CODEC, HELD_LIST, type HeldRecord } from './held-mail.js';
 import { startCounterBackend, type CounterBackend } from './counter-backend.js';
 import type { Logger } from './logger.js';
 import { createMemoryStore, type MemoryStore } from './memory-store.js';
@@ -111,11 +113,16 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   let blocks: BlockList = [];
   let blockLookup = compileBlockList(blocks);
   let blockList: SharedList<BlockValue>;
+  // Contained customers and held mail: shared like the blocks (containment-service).
+  let containedList: SharedList<ContainValue>;
+  let heldList: SharedList<HeldRecord>;
   try {
     blockList = await counters.openList(BLOCKS_LIST, BLOCK_CODEC, (records) => {
       blocks = blockListOf(records);
       blockLookup = compileBlockList(blocks);
     });
+    containedList = await counters.openList(CONTAINED_LIST, CONTAIN_CODEC);
+    heldList = await counters.openList(HELD_LIST, HELD_CODEC);
   } catch (error) {
     await counters.close();
     throw error;
@@ -135,6 +142,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   });
   load.start();
   const containment = createContainmentService({
+    containedList,
+    heldList,
     held: () => live.config.held,
     notify: () => live.config.notify,
     log,

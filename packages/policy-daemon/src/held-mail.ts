@@ -12,13 +12,22 @@
  * refusal of the same transaction (reject, tempfail, discard) drops the
  * record, since then nothing was held.
  *
- * Records are kept `retentionMs` and at most `maxRecords` (oldest first out).
- * They are forgotten at a restart; the held mail is not (the MTA has it), and
- * `postqueue -j` / `mailq` still list it. LIMITATIONS: per daemon, in memory.
+ * Records are kept `retentionMs` and at most `maxRecords` (oldest first out),
+ * in a shared list (shared-list.ts): in memory with counters backend memory
+ * (forgotten at a restart; the held mail is not, the MTA has it, and `mailq`
+ * still lists it), in Redis with backend redis (every MX host lists every
+ * host's held mail, and a restart keeps them). The transaction a record
+ * waits to complete is known only to the host that saw it, which is the
+ * host that sees the rest of that transaction.
  */
 
 import { randomBytes } from 'node:crypto';
 import type { Facts, Verdict } from '@levee/rules';
+import type { Logger } from './logger.js';
+import type { SharedCodec, SharedList } from './shared-list.js';
+
+/** The shared list's name (Redis keys `<prefix>{list:held}`...). */
+export const HELD_LIST = 'held';
 
 export interface HeldRecord {
   /** Levee's id for `levee release ID` (8 hex digits). */
@@ -45,7 +54,7 @@ export interface HeldMail {
   list(now: number): HeldRecord[];
   get(id: string, now: number): HeldRecord | undefined;
   /** Forget a record (released or dropped by the admin); false when unknown. */
-  remove(id: string): boolean;
+  remove(id: string): Promise<boolean>;
   readonly size: number;
 }
 
@@ -54,37 +63,54 @@ const MAX_RECIPIENTS = 50;
 
 const REFUSED: ReadonlySet<Verdict['action']> = new Set(['reject', 'tempfail', 'discard']);
 
-export function createHeldMail(options: { readonly retentionMs: () => number; readonly maxRecords: () => number; readonly newId?: () => string }): HeldMail {
-  // Insertion order is age order: the oldest record is the first.
-  const records = new Map<string, HeldRecord>();
+export function createHeldMail(options: {
+  readonly list: SharedList<HeldRecord>;
+  readonly retentionMs: () => number;
+  readonly maxRecords: () => number;
+  readonly log: Logger;
+  readonly newId?: () => string;
+}): HeldMail {
+  const { list } = options;
+  // Transactions of records this host made and may still complete: transaction -> record id.
   const byTransaction = new Map<string, string>();
   const newId = options.newId ?? (() => randomBytes(4).toString('hex'));
+  const failed = (error: unknown): void => options.log.error({ list: HELD_LIST, err: (error as Error).message }, 'held-mail record not written');
+  const find = (id: string): HeldRecord | undefined => list.records().find((r) => r.id === id)?.value;
 
-  const drop = (id: string): boolean => {
-    const r = records.get(id);
-    if (r === undefined) return false;
-    records.delete(id);
-    if (r.transaction !== undefined && byTransaction.get(r.transaction) === id) byTransaction.delete(r.transaction);
-    return true;
+  const drop = (id: string): void => {
+    const r = find(id);
+    if (r?.transaction !== undefined && byTransaction.get(r.transaction) === id) byTransaction.delete(r.transaction);
+    list.remove(id).catch(failed);
   };
 
-  const expire = (now: number): void => {
+  /** The live records, oldest first; past maxRecords the oldest are dropped. */
+  const current = (now: number): HeldRecord[] => {
     const oldest = now - options.retentionMs();
-    for (const r of records.values()) {
-      if (r.at > oldest && records.size <= options.maxRecords()) break;
-      drop(r.id);
-    }
+    const records = list
+      .records()
+      .map((r) => r.value)
+      .filter((r) => r.at > oldest)
+      // Stable: records of one moment stay in the order they were made (on this host).
+      .sort((a, b) => a.at - b.at);
+    const excess = records.length - options.maxRecords();
+    for (const r of excess > 0 ? records.splice(0, excess) : []) drop(r.id);
+    return records;
   };
 
-  const withRecipient = (list: readonly string[], recipient: string | undefined): readonly string[] =>
-    recipient === undefined || list.includes(recipient) || list.length >= MAX_RECIPIENTS ? list : [...list, recipient];
+  const store = (record: HeldRecord): void => {
+    list.put(record.id, record, record.at + options.retentionMs()).catch(failed);
+  };
+
+  const withRecipient = (have: readonly string[], recipient: string | undefined): readonly string[] =>
+    recipient === undefined || have.includes(recipient) || have.length >= MAX_RECIPIENTS ? have : [...have, recipient];
 
   return {
     note(facts, verdict, now) {
       if (byTransaction.size === 0 && verdict.action !== 'quarantine') return undefined;
       const transaction = facts.instance;
       const pendingId = transaction === undefined ? undefined : byTransaction.get(transaction);
-      const pending = pendingId === undefined ? undefined : records.get(pendingId);
+      const pending = pendingId === undefined ? undefined : find(pendingId);
+      if (pendingId !== undefined && pending === undefined && transaction !== undefined) byTransaction.delete(transaction);
       if (pending !== undefined) {
         if (REFUSED.has(verdict.action)) {
           drop(pending.id);
@@ -94,13 +120,12 @@ export function createHeldMail(options: { readonly retentionMs: () => number; re
         const queueId = pending.queueId ?? facts.queueId;
         if (recipients === pending.recipients && queueId === pending.queueId) return { record: pending, created: false };
         const updated = { ...pending, recipients, queueId };
-        records.set(pending.id, updated);
+        store(updated);
         return { record: updated, created: false };
       }
       if (verdict.action !== 'quarantine') return undefined;
-      expire(now);
       let id = newId();
-      while (records.has(id)) id = newId();
+      while (find(id) !== undefined) id = newId();
       const record: HeldRecord = {
         id,
         at: now,
@@ -115,25 +140,65 @@ export function createHeldMail(options: { readonly retentionMs: () => number; re
         queueId: facts.queueId,
         transaction,
       };
-      records.set(id, record);
-      if (transaction !== undefined) byTransaction.set(transaction, id);
-      expire(now);
+      store(record);
+      if (transaction !== undefined) {
+        byTransaction.set(transaction, id);
+        // Transactions end; the map must not grow with them: forget the oldest beyond the records kept.
+        if (byTransaction.size > options.maxRecords()) {
+          const first = byTransaction.keys().next().value;
+          if (first !== undefined) byTransaction.delete(first);
+        }
+      }
+      current(now);
       return { record, created: true };
     },
-    list(now) {
-      expire(now);
-      return [...records.values()];
+    list: (now) => current(now),
+    get: (id, now) => current(now).find((r) => r.id === id),
+    async remove(id) {
+      const r = find(id);
+      if (r?.transaction !== undefined && byTransaction.get(r.transaction) === id) byTransaction.delete(r.transaction);
+      return (await list.remove(id)).removed;
     },
-    get(id, now) {
-      expire(now);
-      return records.get(id);
-    },
-    remove: drop,
     get size() {
-      return records.size;
+      return list.records().length;
     },
   };
 }
+
+/** How held records are written to the shared store; anything malformed is skipped. */
+export const HELD_CODEC: SharedCodec<HeldRecord> = {
+  encode: (r) => JSON.stringify(r),
+  decode(text) {
+    try {
+      const o = JSON.parse(text) as Record<string, unknown> | null;
+      if (o === null || typeof o !== 'object') return undefined;
+      const str = (k: string): string | undefined => (typeof o[k] === 'string' ? o[k] : undefined);
+      const id = str('id');
+      const rule = str('rule');
+      const at = o['at'];
+      const protocol = o['protocol'];
+      const recipients = o['recipients'];
+      if (id === undefined || rule === undefined || typeof at !== 'number' || !Number.isFinite(at) || (protocol !== 'policy' && protocol !== 'milter')) return undefined;
+      if (!Array.isArray(recipients) || !recipients.every((x) => typeof x === 'string')) return undefined;
+      return {
+        id,
+        at,
+        protocol,
+        rule,
+        key: str('key'),
+        reason: str('reason') ?? 'held by levee',
+        clientAddress: str('clientAddress'),
+        saslUsername: str('saslUsername'),
+        sender: str('sender'),
+        recipients: recipients.slice(0, MAX_RECIPIENTS) as string[],
+        queueId: str('queueId'),
+        transaction: str('transaction'),
+      };
+    } catch {
+      return undefined;
+    }
+  },
+};
 
 /** Queue ids as Postfix and sendmail write them; anything else is never put into a command. */
 const QUEUE_ID_RE = /^[A-Za-z0-9]{1,64}$/;

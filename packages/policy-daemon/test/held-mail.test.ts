@@ -2,7 +2,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Facts, Verdict } from '@levee/rules';
-import { commandFor, createHeldMail } from '../src/held-mail.js';
+import { commandFor, createHeldMail, HELD_CODEC, type HeldRecord } from '../src/held-mail.js';
+import { createMemorySharedList } from '../src/shared-list.js';
 import { createLogger } from '../src/logger.js';
 import { createNotifier, noticeText, type Notice } from '../src/notifier.js';
 
@@ -18,7 +19,14 @@ function facts(over: { [K in keyof Facts]?: Facts[K] | undefined } = {}): Facts 
 
 describe('held-mail records', () => {
   let ids = 0;
-  const make = (retentionMs = 3_600_000, maxRecords = 100) => createHeldMail({ retentionMs: () => retentionMs, maxRecords: () => maxRecords, newId: () => `id${++ids}` });
+  const make = (retentionMs = 3_600_000, maxRecords = 100) =>
+    createHeldMail({
+      list: createMemorySharedList<HeldRecord>('held', { now: () => T }),
+      retentionMs: () => retentionMs,
+      maxRecords: () => maxRecords,
+      log: createLogger('silent'),
+      newId: () => `id${++ids}`,
+    });
 
   test('a hold at the first RCPT (no queue id yet) is completed by later requests of the same transaction', () => {
     const held = make();
@@ -50,6 +58,15 @@ describe('held-mail records', () => {
     const held = make();
     expect(held.note(facts({ instance: 'other' }), { action: 'continue' }, T)).toBeUndefined();
     expect(held.size).toBe(0);
+  });
+
+  test('records survive the trip through the shared store (codec); malformed ones are skipped', () => {
+    const held = make();
+    const r = held.note(facts({ instance: 'k1', queueId: 'Q1', recipients: ['a@x.example', 'b@y.example'] }), HOLD, T)?.record;
+    expect(r).toBeDefined();
+    expect(HELD_CODEC.decode(HELD_CODEC.encode(r as HeldRecord))).toEqual(JSON.parse(JSON.stringify(r)));
+    expect(HELD_CODEC.decode('{"id":"x"}')).toBeUndefined();
+    expect(HELD_CODEC.decode('not json')).toBeUndefined();
   });
 
   test('release and drop commands: {queue_id} replaced; a strange or missing queue id is never put in a command', () => {

@@ -135,7 +135,11 @@ held:
     expect(contained).toEqual([expect.objectContaining({ key: 'outbound-user|alice', state: expect.objectContaining({ phase: 'held' }) })]);
     const holdQueue = await mta().holdQueue();
     expect(holdQueue.sort()).toEqual(held.map((h) => h.queueId).sort());
-    const [h4, h5] = held as [(typeof held)[0], (typeof held)[0]];
+    // Which record is which message: by the queue id Postfix gave each in its 250 reply.
+    const queueIdOf = (r: SwaksResult): string | undefined => r.replies.map((x) => /queued as ([0-9A-Za-z]+)/.exec(x.text)?.[1]).find((x) => x !== undefined);
+    const h4 = held.find((h) => h.queueId === queueIdOf(fourth));
+    const h5 = held.find((h) => h.queueId === queueIdOf(fifth));
+    if (h4 === undefined || h5 === undefined) throw new Error(`held records ${JSON.stringify(held)} do not match the queue ids of a4 and a5`);
 
     // The human table too.
     const table = await cli('held');
