@@ -18,7 +18,8 @@ import { z } from 'zod';
 import { STAGES, type Protocol, type Stage } from './facts.js';
 import { ACTIONS, type Action, type HeaderToAdd } from './verdict.js';
 import { cidrHasHostBits, formatCidr, parseCidr, parseIp } from './ip.js';
-import { checkPattern, type PatternField } from './string-pattern.js';
+import { checkPattern, isRegexPattern, splitRegex, type PatternField } from './string-pattern.js';
+import { regexBacktrackingProblem } from './regex-safety.js';
 import type { RecipientStatus } from './recipient-directory.js';
 import type { Tier, TierThresholds } from './load-tier.js';
 import type { BatvCheck } from './batv.js';
@@ -388,6 +389,42 @@ function isEmptyConditions(c: Conditions): boolean {
   return Object.values(c).every((v) => v === undefined);
 }
 
+/** The pattern lists of a Conditions, each with its YAML key and its kind. */
+function patternLists(c: Conditions): { key: readonly (string | number)[]; field: PatternField; patterns: readonly string[] }[] {
+  const lists: [readonly (string | number)[], PatternField, readonly string[] | undefined][] = [
+    [['client_name'], 'host', c.clientName],
+    [['helo_name'], 'host', c.heloName],
+    [['sender'], 'address', c.sender],
+    [['recipient'], 'address', c.recipient],
+    [['sasl_username'], 'username', c.saslUsername],
+    [['attachment_name'], 'filename', c.attachmentName],
+    [['attachment_type'], 'text', c.attachmentType],
+    [['report'], 'text', c.report],
+    [['returned_received'], 'text', c.returnedReceived],
+    ...Object.entries(c.header ?? {}).map(([name, patterns]): [string[], PatternField, readonly string[]] => [['header', name], 'text', patterns]),
+  ];
+  return lists.flatMap(([key, field, patterns]) => (patterns === undefined ? [] : [{ key, field, patterns }]));
+}
+
+/**
+ * Regexes of a rule's conditions that may backtrack catastrophically
+ * (regex-safety.ts), each with its path below the rule. A pattern with
+ * its own problem (checkPattern: syntax, flags, length) is reported there
+ * and skipped here.
+ */
+function unsafeRegexes(where: readonly string[], c: Conditions | undefined): { path: (string | number)[]; message: string }[] {
+  if (c === undefined) return [];
+  const out: { path: (string | number)[]; message: string }[] = [];
+  for (const { key, field, patterns } of patternLists(c)) {
+    patterns.forEach((p, i) => {
+      const parts = isRegexPattern(p) && checkPattern(p, field) === undefined ? splitRegex(p) : undefined;
+      const problem = parts === undefined ? undefined : regexBacktrackingProblem(parts.source, parts.flags);
+      if (problem !== undefined) out.push({ path: [...where, ...key, i], message: `regex ${p} ${problem}` });
+    });
+  }
+  return out;
+}
+
 const keyTemplate = z.string({ error: 'expected a string' }).superRefine((s, ctx) => {
   const r = parseKeyTemplate(s);
   if (!r.ok) ctx.addIssue({ code: 'custom', message: r.message, params: { offset: r.offset } });
@@ -473,6 +510,10 @@ const rule = z
     if (r.text !== undefined) {
       const m = validateReplyText(r.text);
       if (m !== undefined) issue('text', m);
+    }
+    for (const u of [...unsafeRegexes(['match'], r.match), ...unsafeRegexes(['unless'], r.unless), ...unsafeRegexes(['limit', 'count_if'], r.limit?.countIf)]) {
+      bad = true;
+      ctx.addIssue({ code: 'custom', message: `rule ${r.name}: ${u.message}`, path: u.path });
     }
     if (!bad && cls !== undefined) {
       // The reply the rule will really send, defaults filled in, passes the same check as every emitted reply.

@@ -33,6 +33,7 @@ export type { Reply } from './reply.js';
 export { completeReply, MAX_REPLY_TEXT, replyClassForAction, validateReply, validateReplyText } from './reply.js';
 export type { PatternField, PatternMatcher } from './string-pattern.js';
 export { checkPattern, compilePatterns, MAX_REGEX_SOURCE, MAX_TESTED_LENGTH } from './string-pattern.js';
+export { MAX_TRADING_QUANTIFIERS, regexBacktrackingProblem } from './regex-safety.js';
 export type { FieldPlaceholder, KeyTemplate, TemplateParseResult, TemplatePart } from './key-template.js';
 export { DEFAULT_NETWORK_V4, DEFAULT_NETWORK_V6, FIELD_PLACEHOLDERS, MAX_KEY_VALUE, parseKeyTemplate } from './key-template.js';
 
