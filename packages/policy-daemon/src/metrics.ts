@@ -24,6 +24,8 @@ export interface Metrics {
   /** 1 while the shared counter store is skipped (breaker open), else 0. */
   readonly counterStoreDegraded: Gauge;
   readonly counterEvictions: Counter;
+  /** Counter snapshots written (counters.snapshot), by outcome: ok, failed (disk full, no permission, ...). */
+  readonly counterSnapshots: Counter<'outcome'>;
 }
 
 /** Decisions take tens of microseconds; HTTP-style default buckets would hide them all in the first. */
@@ -116,6 +118,12 @@ export function createMetrics(options: { readonly counterKeys?: () => number; re
         if (total > evictionsSeen) this.inc(total - evictionsSeen);
         evictionsSeen = total;
       },
+    }),
+    counterSnapshots: new Counter({
+      name: 'levee_counter_snapshots_total',
+      help: 'Counter snapshots written to counters.snapshot.file, by outcome (ok, failed); a failed one leaves the previous file in place.',
+      labelNames: ['outcome'] as const,
+      registers,
     }),
   };
 }

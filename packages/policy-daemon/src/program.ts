@@ -313,7 +313,7 @@ async function runDaemon(configPath: string | undefined, logLevel: LogLevel | un
     void readConfigFile(configPath).then((next) => {
       if (!next.ok) {
         running.metrics.configReloads.labels('failed').inc();
-        log.error({ errors: next.errors }, 'reload failed, keeping the running configuration');
+        log.error({ config: configPath, errors: next.errors }, 'reload failed, keeping the running configuration');
         return;
       }
       for (const warning of next.warnings) log.warn({ config: next.source }, warning);
