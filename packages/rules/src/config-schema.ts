@@ -41,6 +41,9 @@ export interface HostPort {
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+/** Personal values `log.redact` can hide in log lines and admin output. */
+export type RedactField = 'sasl_username' | 'sender' | 'recipient';
+export const REDACT_FIELDS: readonly RedactField[] = ['sasl_username', 'sender', 'recipient'];
 export type FailAction = 'continue' | 'tempfail';
 /** What a limit rule does while the shared counter store is failing: decide on local counts, or tempfail. */
 export type StoreErrorAction = 'fail_open' | 'fail_closed';
@@ -184,8 +187,16 @@ export interface LeveeConfig {
   readonly listen: { readonly policy: readonly ListenAddress[]; readonly milter: readonly ListenAddress[] };
   readonly metrics: { readonly listen: HostPort | false };
   readonly counters: CounterSettings;
-  /** buffered: stdout written in blocks (flushed every second and at exit) rather than line by line. */
-  readonly log: { readonly level: LogLevel; readonly buffered: boolean };
+  /**
+   * buffered: stdout written in blocks (flushed every second and at exit) rather than line by line.
+   * redact: values shown as a keyed hash in logs and admin output; redactKeyFile: the key (else one per start).
+   */
+  readonly log: {
+    readonly level: LogLevel;
+    readonly buffered: boolean;
+    readonly redact: readonly RedactField[];
+    readonly redactKeyFile: string | undefined;
+  };
   readonly policy: { readonly failAction: FailAction; readonly idleTimeoutMs: number };
   /** The recipient directory (recipient-directory.ts); the daemon reads the file. */
   readonly recipients: { readonly file: string | undefined };
@@ -738,6 +749,10 @@ export const configSchema = z
       z.strictObject({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
         buffered: z.boolean({ error: 'expected true or false' }).default(true),
+        redact: stringList(z.enum(REDACT_FIELDS as [RedactField, ...RedactField[]], { error: `expected ${REDACT_FIELDS.join(', ')}` }), true)
+          .transform((l) => [...new Set(l)])
+          .default([]),
+        redact_key_file: z.string({ error: 'expected an absolute path' }).regex(/^\/[^\0]*$/, 'redact_key_file must be an absolute path').optional(),
       }),
     ),
     policy: section(
@@ -799,7 +814,7 @@ export const configSchema = z
       listen: { policy: c.listen.policy, milter: c.listen.milter },
       metrics: { listen: c.metrics.listen },
       counters: compact({ backend: c.counters.backend, maxKeys: c.counters.max_keys, redis: c.counters.redis, snapshot: c.counters.snapshot }),
-      log: { level: c.log.level, buffered: c.log.buffered },
+      log: { level: c.log.level, buffered: c.log.buffered, redact: c.log.redact, redactKeyFile: c.log.redact_key_file },
       policy: { failAction: c.policy.fail_action, idleTimeoutMs: c.policy.idle_timeout },
       recipients: { file: c.recipients.file },
       load: c.load,

@@ -50,6 +50,7 @@ export type {
   ListenAddress,
   LogLevel,
   NumberRange,
+  RedactField,
   RedisSettings,
   RuleConfig,
   RuleMode,
@@ -69,6 +70,7 @@ export {
   DEFAULT_SNAPSHOT_INTERVAL,
   parseHostPort,
   parseListenAddress,
+  REDACT_FIELDS,
 } from './config-schema.js';
 export type { ConfigIssue, ConfigLoadResult } from './config-load.js';
 export { formatConfigIssue, loadConfig } from './config-load.js';
