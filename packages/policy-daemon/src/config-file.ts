@@ -31,6 +31,8 @@ export type LoadedConfig =
       readonly directory: RecipientDirectory | undefined;
       /** The BATV key from batv.secret_file, when configured. */
       readonly batvKey: BatvKey | undefined;
+      /** The key from log.redact_key_file, when configured. */
+      readonly redactKey: string | undefined;
     }
   | { readonly ok: false; readonly source: string; readonly errors: readonly string[] };
 
@@ -46,21 +48,37 @@ export function loadConfigText(text: string, source: string): LoadedConfig {
     warnings: loaded.warnings.map(formatConfigIssue),
     directory: undefined,
     batvKey: undefined,
+    redactKey: undefined,
   };
 }
 
-/** withFiles - read the files a loaded config names (recipients, BATV secret); their errors fail the whole load. */
-export async function withFiles(loaded: LoadedConfig): Promise<LoadedConfig> {
-  const batv = loaded.ok ? loaded.config.batv : undefined;
-  if (!loaded.ok || batv === undefined) return withDirectory(loaded);
+/** A secret of at least 16 characters from `file` (named `setting` in the config), or the error line. */
+async function readSecret(file: string, setting: string, what: string): Promise<{ ok: true; secret: string } | { ok: false; error: string }> {
   let secret: string;
   try {
-    secret = (await readFile(batv.secretFile, 'utf8')).trim();
+    secret = (await readFile(file, 'utf8')).trim();
   } catch (error) {
-    return { ok: false, source: loaded.source, errors: [`${batv.secretFile}: cannot read (batv.secret_file): ${(error as Error).message}`] };
+    return { ok: false, error: `${file}: cannot read (${setting}): ${(error as Error).message}` };
   }
-  if (secret.length < 16) return { ok: false, source: loaded.source, errors: [`${batv.secretFile}: the BATV secret must be at least 16 characters`] };
-  return withDirectory({ ...loaded, batvKey: { id: batv.keyId, secret } });
+  return secret.length < 16 ? { ok: false, error: `${file}: ${what} must be at least 16 characters` } : { ok: true, secret };
+}
+
+/** withFiles - read the files a loaded config names (redaction key, BATV secret, recipients); their errors fail the whole load. */
+export async function withFiles(loaded: LoadedConfig): Promise<LoadedConfig> {
+  const keyFile = loaded.ok ? loaded.config.log.redactKeyFile : undefined;
+  if (!loaded.ok || keyFile === undefined) return withBatv(loaded);
+  const key = await readSecret(keyFile, 'log.redact_key_file', 'the redaction key');
+  if (!key.ok) return { ok: false, source: loaded.source, errors: [key.error] };
+  return withBatv({ ...loaded, redactKey: key.secret });
+}
+
+/** withBatv - read the BATV secret a loaded config names. */
+async function withBatv(loaded: LoadedConfig): Promise<LoadedConfig> {
+  const batv = loaded.ok ? loaded.config.batv : undefined;
+  if (!loaded.ok || batv === undefined) return withDirectory(loaded);
+  const secret = await readSecret(batv.secretFile, 'batv.secret_file', 'the BATV secret');
+  if (!secret.ok) return { ok: false, source: loaded.source, errors: [secret.error] };
+  return withDirectory({ ...loaded, batvKey: { id: batv.keyId, secret: secret.secret } });
 }
 
 /** withDirectory - read the recipients file a loaded config names; its errors fail the whole load. */

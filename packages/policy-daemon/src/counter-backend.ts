@@ -195,8 +195,15 @@ export async function startCounterBackend(options: CounterBackendOptions): Promi
     // One write at a time: a slow disk must not pile up writers.
     writing ??= writeSnapshot(local, snapshotSettings.file, now())
       .then(
-        (r) => log.debug({ file: snapshotSettings.file, counters: r.counters, bytes: r.bytes }, 'counter snapshot written'),
-        (error: unknown) => log.error({ file: snapshotSettings.file, err: errorText(error) }, 'counter snapshot failed'),
+        (r) => {
+          metrics.counterSnapshots.labels('ok').inc();
+          log.debug({ file: snapshotSettings.file, counters: r.counters, bytes: r.bytes }, 'counter snapshot written');
+        },
+        (error: unknown) => {
+          // Mail keeps flowing: the counters stay in memory and the previous file stays in place.
+          metrics.counterSnapshots.labels('failed').inc();
+          log.error({ file: snapshotSettings.file, err: errorText(error) }, 'counter snapshot failed');
+        },
       )
       .finally(() => {
         writing = undefined;

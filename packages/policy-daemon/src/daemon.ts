@@ -32,6 +32,7 @@ import { createEvidenceStore } from './evidence.js';
 import { createContainmentService, type ContainmentService } from './containment-service.js';
 import { CONTAIN_CODEC, CONTAINED_LIST, type ContainValue } from './containment-book.js';
 import { HELD_CODEC, HELD_LIST, type HeldRecord } from './held-mail.js';
+import { createRedactor, randomRedactKey, showEvidence, SHOW_ALL, type Redactor } from './log-redaction.js';
 import { startCounterBackend, type CounterBackend } from './counter-backend.js';
 import type { Logger } from './logger.js';
 import { createMemoryStore, type MemoryStore } from './memory-store.js';
@@ -55,6 +56,8 @@ export interface DaemonOptions {
   readonly loadSources?: LoadSources;
   /** The BATV key read from batv.secret_file, if BATV is configured. */
   readonly batvKey?: BatvKey | undefined;
+  /** The key read from log.redact_key_file, if configured (else one is drawn at start). */
+  readonly redactKey?: string | undefined;
 }
 
 export interface Daemon {
@@ -78,7 +81,7 @@ export interface Daemon {
   /** Where the block list is kept (memory, or Redis shared by every host). */
   readonly blockList: SharedList<BlockValue>;
   /** Swap in a new config (already validated) and its recipient directory, together. */
-  reload(config: LeveeConfig, ruleset: Ruleset, source: string, directory?: RecipientDirectory, batvKey?: BatvKey): void;
+  reload(config: LeveeConfig, ruleset: Ruleset, source: string, directory?: RecipientDirectory, batvKey?: BatvKey, redactKey?: string): void;
   /** Stop accepting, let in-flight requests finish, close idle connections; bounded by `graceMs`. */
   close(graceMs?: number): Promise<void>;
 }
@@ -90,17 +93,28 @@ interface Live {
   readonly batvKey: BatvKey | undefined;
   /** Networks whose mail is BATV-signed besides authenticated clients. */
   readonly signClients: (address: IpAddress | undefined) => boolean;
+  /** What log lines and admin answers may show (log.redact). */
+  readonly redactor: Redactor;
 }
 
-function liveState(config: LeveeConfig, ruleset: Ruleset, directory: RecipientDirectory | undefined, batvKey: BatvKey | undefined): Live {
-  return { config, ruleset, directory, batvKey, signClients: compileCidrList(config.batv?.signClients ?? []) };
+function liveState(
+  config: LeveeConfig,
+  ruleset: Ruleset,
+  directory: RecipientDirectory | undefined,
+  batvKey: BatvKey | undefined,
+  redactKey: string | Buffer,
+): Live {
+  const redactor = config.log.redact.length === 0 ? SHOW_ALL : createRedactor(config.log.redact, redactKey, ruleset);
+  return { config, ruleset, directory, batvKey, signClients: compileCidrList(config.batv?.signClients ?? []), redactor };
 }
 
 /** startDaemon - open every listener the config names; rejects if any cannot be opened. */
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const { log } = options;
   const now = options.now ?? Date.now;
-  let live: Live = liveState(options.config, options.ruleset, options.directory, options.batvKey);
+  // Without log.redact_key_file, one key per run: tokens stay the same across reloads.
+  const runKey = randomRedactKey();
+  let live: Live = liveState(options.config, options.ruleset, options.directory, options.batvKey, options.redactKey ?? runKey);
   const evidence = createEvidenceStore();
   let adminToken = readToken(options.config.admin.tokenFile, log);
   const startedAt = now();
@@ -186,6 +200,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     metrics,
     log,
     settings: () => live.config.policy,
+    redactor: () => live.redactor,
   });
 
   const milter = createMilterService({
@@ -195,6 +210,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     metrics,
     log,
     settings: () => live.config.policy,
+    redactor: () => live.redactor,
   });
 
   const opened: Listener[] = [];
@@ -226,9 +242,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       top: (n) => topCounters(n),
       blocks: () => [...liveBlocks(blocks, now())],
       evidence: (address, n) => {
-        if (address === undefined) return evidence.top(n);
-        const canonical = canonicalIp(address) ?? address;
-        return evidence.get(canonical);
+        if (address === undefined) return evidence.top(n).map((e) => showEvidence(e, live.redactor));
+        const found = evidence.get(canonicalIp(address) ?? address);
+        return found === undefined ? undefined : showEvidence(found, live.redactor);
       },
       block: async (network, forMs, reason) => {
         const at = now();
@@ -262,7 +278,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       const limit = byName.get(name)?.limit;
       if (limit === undefined) continue;
       const count = localStore.peek([{ key, window: limit.window }], at)[0] ?? 0;
-      if (count > 0) rows.push({ key, rule: name, count, limit: limit.max, windowMs: limit.window.windowMs, share: count / limit.max });
+      if (count > 0) rows.push({ key: live.redactor.showKey(key), rule: name, count, limit: limit.max, windowMs: limit.window.windowMs, share: count / limit.max });
     }
     return rows.sort((a, b) => b.share - a.share).slice(0, n);
   }
@@ -318,7 +334,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     store,
     localStore,
     counters,
-    reload(config, ruleset, source, directory, batvKey) {
+    reload(config, ruleset, source, directory, batvKey, redactKey) {
       if (JSON.stringify(config.listen) !== JSON.stringify(live.config.listen) || JSON.stringify(config.metrics) !== JSON.stringify(live.config.metrics)) {
         log.warn('listen or metrics addresses changed: they take effect at the next restart');
       }
@@ -327,7 +343,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       }
       const startOnly = startOnlyChanges(live.config, config);
       if (startOnly.length > 0) log.warn({ settings: startOnly }, 'settings read at start only changed: they take effect at the next restart');
-      live = liveState(config, ruleset, directory, batvKey);
+      live = liveState(config, ruleset, directory, batvKey, redactKey ?? runKey);
       adminToken = readToken(config.admin.tokenFile, log);
       metrics.configReloads.labels('ok').inc();
       metrics.configLoadedAt.set(now() / 1000);

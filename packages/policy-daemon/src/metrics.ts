@@ -32,6 +32,8 @@ export interface Metrics {
   /** 1 while the shared counter store is skipped (breaker open), else 0. */
   readonly counterStoreDegraded: Gauge;
   readonly counterEvictions: Counter;
+  /** Counter snapshots written (counters.snapshot), by outcome: ok, failed (disk full, no permission, ...). */
+  readonly counterSnapshots: Counter<'outcome'>;
   /** Changes to a shared list made here and not yet written to Redis. */
   readonly sharedListPending: Gauge<'list'>;
   /** When a shared list was last in step with Redis, seconds since the epoch. */
@@ -171,6 +173,12 @@ export function createMetrics(options: { readonly counterKeys?: () => number; re
         if (total > evictionsSeen) this.inc(total - evictionsSeen);
         evictionsSeen = total;
       },
+    }),
+    counterSnapshots: new Counter({
+      name: 'levee_counter_snapshots_total',
+      help: 'Counter snapshots written to counters.snapshot.file, by outcome (ok, failed); a failed one leaves the previous file in place.',
+      labelNames: ['outcome'] as const,
+      registers,
     }),
   };
 }

@@ -41,6 +41,7 @@ import {
 import { canonicalIp, formatIp, parseIp, type FailAction, type IpAddress, type Facts, type HeaderToAdd, type MessageFacts, type Stage, type Verdict } from '@levee/rules';
 import { decideFacts, failVerdict, type DeciderDeps, type DecisionOutcome } from './decider.js';
 import { recordDecision } from './decision-record.js';
+import type { Redactor } from './log-redaction.js';
 import type { Logger } from './logger.js';
 import { createMessageScanner, type MessageScanner } from './message-scanner.js';
 import type { Metrics } from './metrics.js';
@@ -72,6 +73,8 @@ export interface MilterServiceOptions {
   readonly metrics: Metrics;
   readonly log: Logger;
   readonly settings: () => { readonly failAction: FailAction };
+  /** What log lines may show (log.redact); read per decision. */
+  readonly redactor?: () => Redactor;
   /** True in load tiers where expensive content checks are skipped (shed): no MIME scanning. */
   readonly shedContent?: () => boolean;
   /** BATV: the signed envelope sender for this outbound message, or undefined (milter CHGFROM). */
@@ -211,7 +214,7 @@ export function createMilterService(options: MilterServiceOptions): MilterServic
           connLog.error({ err: String(outcome.error) }, 'decision failed, answering the fail action');
           verdict = failVerdict(options.settings().failAction);
         }
-        recordDecision(metrics, connLog, 'milter', f, verdict, (performance.now() - started) / 1000);
+        recordDecision(metrics, connLog, 'milter', f, verdict, (performance.now() - started) / 1000, options.redactor?.());
         return verdict;
       };
       const outcome = decideFacts(f, decider);
@@ -342,7 +345,8 @@ export function createMilterService(options: MilterServiceOptions): MilterServic
         },
         onProtocolError(code, detail) {
           metrics.protocolErrors.labels('milter', code).inc();
-          connLog.warn({ code, detail, peer: socket.remoteAddress }, 'malformed milter packet, closing the connection');
+          const shown = (options.redactor?.().fields.size ?? 0) > 0 ? {} : { detail };
+          connLog.warn({ code, ...shown, peer: socket.remoteAddress }, 'malformed milter packet, closing the connection');
         },
         onHandlerError(error) {
           metrics.internalErrors.labels('milter').inc();

@@ -14,6 +14,7 @@ import { servePolicyConnection, type PolicyConnection, type PolicyLimits, type P
 import type { FailAction, Facts, Verdict } from '@levee/rules';
 import { decideFacts, failVerdict, type DeciderDeps, type DecisionOutcome } from './decider.js';
 import { recordDecision } from './decision-record.js';
+import type { Redactor } from './log-redaction.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { policyRequestToFacts } from './policy-facts.js';
@@ -25,6 +26,8 @@ export interface PolicyServiceOptions {
   readonly log: Logger;
   /** Read per request, so a reload takes effect at once. */
   readonly settings: () => { readonly failAction: FailAction; readonly idleTimeoutMs: number };
+  /** What log lines may show (log.redact); read per decision, like settings. */
+  readonly redactor?: () => Redactor;
   readonly limits?: PolicyLimits;
 }
 
@@ -74,7 +77,7 @@ export function createPolicyService(options: PolicyServiceOptions): PolicyServic
       }
       const reply = encodeVerdict(verdict, facts.stage);
       const seconds = (performance.now() - started) / 1000;
-      recordDecision(metrics, connLog, 'policy', facts, verdict, seconds);
+      recordDecision(metrics, connLog, 'policy', facts, verdict, seconds, options.redactor?.());
       // Tarpit: hold the answer back; the connection's next request waits behind it.
       const delayMs = verdict.delayMs ?? 0;
       if (delayMs <= 0) return reply;
@@ -98,7 +101,9 @@ export function createPolicyService(options: PolicyServiceOptions): PolicyServic
         },
         onProtocolError(code, detail) {
           metrics.protocolErrors.labels('policy', code).inc();
-          connLog.warn({ code, detail, peer: socket.remoteAddress }, 'malformed policy request, closing the connection');
+          // The excerpt of a bad line may carry any attribute's value: left out when log.redact is set.
+          const shown = (options.redactor?.().fields.size ?? 0) > 0 ? {} : { detail };
+          connLog.warn({ code, ...shown, peer: socket.remoteAddress }, 'malformed policy request, closing the connection');
         },
         onHandlerError(error) {
           metrics.internalErrors.labels('policy').inc();

@@ -326,7 +326,15 @@ async function runDaemon(configPath: string | undefined, logLevel: LogLevel | un
 
   let daemon;
   try {
-    daemon = await startDaemon({ config: loaded.config, ruleset: loaded.ruleset, source: loaded.source, log, directory: loaded.directory, batvKey: loaded.batvKey });
+    daemon = await startDaemon({
+      config: loaded.config,
+      ruleset: loaded.ruleset,
+      source: loaded.source,
+      log,
+      directory: loaded.directory,
+      batvKey: loaded.batvKey,
+      redactKey: loaded.redactKey,
+    });
   } catch (error) {
     log.fatal({ err: (error as Error).message }, 'cannot start');
     exit(EX_CONFIG);
@@ -341,11 +349,11 @@ async function runDaemon(configPath: string | undefined, logLevel: LogLevel | un
     void readConfigFile(configPath).then((next) => {
       if (!next.ok) {
         running.metrics.configReloads.labels('failed').inc();
-        log.error({ errors: next.errors }, 'reload failed, keeping the running configuration');
+        log.error({ config: configPath, errors: next.errors }, 'reload failed, keeping the running configuration');
         return;
       }
       for (const warning of next.warnings) log.warn({ config: next.source }, warning);
-      running.reload(next.config, next.ruleset, next.source, next.directory, next.batvKey);
+      running.reload(next.config, next.ruleset, next.source, next.directory, next.batvKey, next.redactKey);
     });
   });
   let stopping = false;

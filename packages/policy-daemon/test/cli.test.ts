@@ -65,6 +65,16 @@ describe('levee check-config', () => {
     expect(r.stderr).toMatch(new RegExp(`^${file}:4:13: rules\\.0\\.action: warning: rule unknown answers tempfail \\(4xx\\)`));
   });
 
+  test('a regex that can backtrack catastrophically is an error naming the rule and the pattern, exit 78', () => {
+    const file = join(dir, 'redos.yaml');
+    writeFileSync(file, 'rules:\n  - name: av-notice\n    match:\n      header: { Subject: ["/^(\\\\w+\\\\s?)*$/"] }\n    action: discard\n');
+    const r = levee(['check-config', file]);
+    expect(r.status).toBe(78);
+    expect(r.stderr).toBe(
+      `${file}:4:27: rules.0.match.header.Subject.0: rule av-notice: regex /^(\\w+\\s?)*$/ can backtrack catastrophically: exponential time on a long run of "A"; avoid nested repetition such as (a+)+\n`,
+    );
+  });
+
   test('a missing file is a clear error', () => {
     const r = levee(['check-config', join(dir, 'nope.yaml')]);
     expect(r.status).toBe(78);

@@ -23,7 +23,8 @@ import { z } from 'zod';
 import { STAGES, type Protocol, type Stage } from './facts.js';
 import { ACTIONS, type Action, type HeaderToAdd } from './verdict.js';
 import { cidrHasHostBits, formatCidr, parseCidr, parseIp } from './ip.js';
-import { checkPattern, type PatternField } from './string-pattern.js';
+import { checkPattern, isRegexPattern, splitRegex, type PatternField } from './string-pattern.js';
+import { regexBacktrackingProblem } from './regex-safety.js';
 import type { RecipientStatus } from './recipient-directory.js';
 import type { Tier, TierThresholds } from './load-tier.js';
 import type { BatvCheck } from './batv.js';
@@ -47,6 +48,9 @@ export interface HostPort {
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+/** Personal values `log.redact` can hide in log lines and admin output. */
+export type RedactField = 'sasl_username' | 'sender' | 'recipient';
+export const REDACT_FIELDS: readonly RedactField[] = ['sasl_username', 'sender', 'recipient'];
 export type FailAction = 'continue' | 'tempfail';
 /** What a limit rule does while the shared counter store is failing: decide on local counts, or tempfail. */
 export type StoreErrorAction = 'fail_open' | 'fail_closed';
@@ -216,8 +220,16 @@ export interface LeveeConfig {
   readonly listen: { readonly policy: readonly ListenAddress[]; readonly milter: readonly ListenAddress[] };
   readonly metrics: { readonly listen: HostPort | false };
   readonly counters: CounterSettings;
-  /** buffered: stdout written in blocks (flushed every second and at exit) rather than line by line. */
-  readonly log: { readonly level: LogLevel; readonly buffered: boolean };
+  /**
+   * buffered: stdout written in blocks (flushed every second and at exit) rather than line by line.
+   * redact: values shown as a keyed hash in logs and admin output; redactKeyFile: the key (else one per start).
+   */
+  readonly log: {
+    readonly level: LogLevel;
+    readonly buffered: boolean;
+    readonly redact: readonly RedactField[];
+    readonly redactKeyFile: string | undefined;
+  };
   readonly policy: { readonly failAction: FailAction; readonly idleTimeoutMs: number };
   /** The recipient directory (recipient-directory.ts); the daemon reads the file. */
   readonly recipients: { readonly file: string | undefined };
@@ -480,6 +492,42 @@ function isEmptyConditions(c: Conditions): boolean {
   return Object.values(c).every((v) => v === undefined);
 }
 
+/** The pattern lists of a Conditions, each with its YAML key and its kind. */
+function patternLists(c: Conditions): { key: readonly (string | number)[]; field: PatternField; patterns: readonly string[] }[] {
+  const lists: [readonly (string | number)[], PatternField, readonly string[] | undefined][] = [
+    [['client_name'], 'host', c.clientName],
+    [['helo_name'], 'host', c.heloName],
+    [['sender'], 'address', c.sender],
+    [['recipient'], 'address', c.recipient],
+    [['sasl_username'], 'username', c.saslUsername],
+    [['attachment_name'], 'filename', c.attachmentName],
+    [['attachment_type'], 'text', c.attachmentType],
+    [['report'], 'text', c.report],
+    [['returned_received'], 'text', c.returnedReceived],
+    ...Object.entries(c.header ?? {}).map(([name, patterns]): [string[], PatternField, readonly string[]] => [['header', name], 'text', patterns]),
+  ];
+  return lists.flatMap(([key, field, patterns]) => (patterns === undefined ? [] : [{ key, field, patterns }]));
+}
+
+/**
+ * Regexes of a rule's conditions that may backtrack catastrophically
+ * (regex-safety.ts), each with its path below the rule. A pattern with
+ * its own problem (checkPattern: syntax, flags, length) is reported there
+ * and skipped here.
+ */
+function unsafeRegexes(where: readonly string[], c: Conditions | undefined): { path: (string | number)[]; message: string }[] {
+  if (c === undefined) return [];
+  const out: { path: (string | number)[]; message: string }[] = [];
+  for (const { key, field, patterns } of patternLists(c)) {
+    patterns.forEach((p, i) => {
+      const parts = isRegexPattern(p) && checkPattern(p, field) === undefined ? splitRegex(p) : undefined;
+      const problem = parts === undefined ? undefined : regexBacktrackingProblem(parts.source, parts.flags);
+      if (problem !== undefined) out.push({ path: [...where, ...key, i], message: `regex ${p} ${problem}` });
+    });
+  }
+  return out;
+}
+
 const keyTemplate = z
   .string({ error: 'expected a string' })
   .superRefine((s, ctx) => {
@@ -632,6 +680,10 @@ const rule = z
     if (r.text !== undefined) {
       const m = validateReplyText(r.text);
       if (m !== undefined) issue('text', m);
+    }
+    for (const u of [...unsafeRegexes(['match'], r.match), ...unsafeRegexes(['unless'], r.unless), ...unsafeRegexes(['limit', 'count_if'], r.limit?.countIf)]) {
+      bad = true;
+      ctx.addIssue({ code: 'custom', message: `rule ${r.name}: ${u.message}`, path: u.path });
     }
     if (!bad && cls !== undefined) {
       // The reply the rule will really send, defaults filled in, passes the same check as every emitted reply.
@@ -1105,6 +1157,13 @@ export const configSchema = z
           .boolean({ error: 'expected true or false' })
           .default(true)
           .meta(doc('Write log lines to stdout in blocks, at least every second and at every exit; false writes each line at once (even a kill -9 loses none), at some CPU per decision.')),
+        redact: stringList(z.enum(REDACT_FIELDS as [RedactField, ...RedactField[]], { error: `expected ${REDACT_FIELDS.join(', ')}` }), true)
+          .transform((l) => [...new Set(l)])
+          .default([])
+          .meta(doc('Personal values shown as a keyed hash (`~` and 12 hex digits; addresses keep their domain) in log lines, counter keys shown by `levee top` and `levee report` samples.', { valueType: `list of: ${REDACT_FIELDS.join(', ')}` })),
+        redact_key_file: absolutePath('redact_key_file must be an absolute path')
+          .optional()
+          .meta(doc('The key of those hashes (at least 16 characters), so tokens stay the same across restarts; without it a new key is drawn at each start.')),
       }),
     ).meta(doc('JSON log lines on stdout.')),
     policy: section(
@@ -1206,7 +1265,7 @@ export const configSchema = z
       listen: { policy: c.listen.policy, milter: c.listen.milter },
       metrics: { listen: c.metrics.listen },
       counters: compact({ backend: c.counters.backend, maxKeys: c.counters.max_keys, redis: c.counters.redis, snapshot: c.counters.snapshot }),
-      log: { level: c.log.level, buffered: c.log.buffered },
+      log: { level: c.log.level, buffered: c.log.buffered, redact: c.log.redact, redactKeyFile: c.log.redact_key_file },
       policy: { failAction: c.policy.fail_action, idleTimeoutMs: c.policy.idle_timeout },
       recipients: { file: c.recipients.file },
       load: c.load,

@@ -32,6 +32,9 @@ counters:
 
 log:
   level: info
+  # Show SASL user names (and, if listed, senders and recipients) as keyed
+  # hashes in logs and admin output; see docs/security.md.
+  # redact: [sasl_username]
 
 policy:
   # On an internal error answer "continue" (DUNNO): a bug in Levee must not stop mail.

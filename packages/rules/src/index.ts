@@ -33,6 +33,7 @@ export type { Reply } from './reply.js';
 export { completeReply, MAX_REPLY_TEXT, replyClassForAction, validateReply, validateReplyText } from './reply.js';
 export type { PatternField, PatternMatcher } from './string-pattern.js';
 export { checkPattern, compilePatterns, MAX_REGEX_SOURCE, MAX_TESTED_LENGTH } from './string-pattern.js';
+export { MAX_TRADING_QUANTIFIERS, regexBacktrackingProblem } from './regex-safety.js';
 export type { FieldPlaceholder, KeyTemplate, TemplateParseResult, TemplatePart } from './key-template.js';
 export { DEFAULT_NETWORK_V4, DEFAULT_NETWORK_V6, FIELD_PLACEHOLDERS, MAX_KEY_VALUE, parseKeyTemplate } from './key-template.js';
 
@@ -51,6 +52,7 @@ export type {
   ListenAddress,
   LogLevel,
   NumberRange,
+  RedactField,
   RedisSettings,
   RuleConfig,
   RuleMode,
@@ -72,6 +74,7 @@ export {
   DEFAULT_SNAPSHOT_INTERVAL,
   parseHostPort,
   parseListenAddress,
+  REDACT_FIELDS,
 } from './config-schema.js';
 export type { ConfigIssue, ConfigLoadResult } from './config-load.js';
 export { formatConfigIssue, loadConfig } from './config-load.js';

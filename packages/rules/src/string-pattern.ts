@@ -23,15 +23,17 @@
  *   received (not lowercased; use `i`) and only its first MAX_TESTED_LENGTH
  *   characters.
  *
- * Limits: a regex source is at most MAX_REGEX_SOURCE characters. Catastrophic
- * backtracking is not detected; bounding the input bounds, but does not
- * remove, the cost of a bad regex. Exact forms are looked up in Sets, so long
- * lists cost the same as short ones.
+ * Limits: a regex source is at most MAX_REGEX_SOURCE characters, and is run on
+ * at most MAX_TESTED_LENGTH characters of a value. Catastrophic backtracking
+ * is checked when a rule is loaded (config-schema.ts, regex-safety.ts), not
+ * here: checkPattern stays cheap and about one pattern. Exact forms are looked
+ * up in Sets, so long lists cost the same as short ones.
  */
 
 export type PatternField = 'address' | 'host' | 'username' | 'text' | 'filename';
 
 export const MAX_REGEX_SOURCE = 200;
+/** A regex sees at most this many characters of a value: bounds the time of any accepted regex (regex-safety.ts). */
 export const MAX_TESTED_LENGTH = 1024;
 const MAX_PATTERN_LENGTH = 512;
 
@@ -43,12 +45,18 @@ const MAX_PATTERN_LENGTH = 512;
  */
 export type PatternMatcher = (raw: string, lower: string, domain: string | undefined) => boolean;
 
-interface RegexParts {
+export interface RegexParts {
   readonly source: string;
   readonly flags: string;
 }
 
-function splitRegex(pattern: string): RegexParts | undefined {
+/** True for the `/regex/flags` form (checked or not). */
+export function isRegexPattern(pattern: string): boolean {
+  return pattern.startsWith('/');
+}
+
+/** The source and flags of a `/regex/flags` pattern, or undefined when it is not one. */
+export function splitRegex(pattern: string): RegexParts | undefined {
   if (!pattern.startsWith('/')) return undefined;
   const end = pattern.lastIndexOf('/');
   if (end <= 0) return undefined;

@@ -307,6 +307,8 @@ describe('value checks', () => {
     [`listen:\n  policy: "unix:/${'d'.repeat(120)}"\n`, 'longer than 107 bytes'],
     ['metrics:\n  listen: "localhost"\n', 'is not HOST:PORT'],
     ['counters:\n  max_keys: 0\n', 'counters.max_keys'],
+    ['log:\n  redact: [password]\n', 'log.redact.0: expected sasl_username, sender, recipient'],
+    ['log:\n  redact_key_file: redact.key\n', 'log.redact_key_file: redact_key_file must be an absolute path'],
   ])('%j -> %s', (text, expected) => {
     expect(only(text)).toContain(expected);
   });

@@ -38,6 +38,8 @@ export interface TestDaemonOptions {
   readonly batvKey?: { readonly id: number; readonly secret: string };
   /** Also serve the admin endpoint on 127.0.0.1 port 0, with this token file if given. */
   readonly admin?: { readonly tokenFile?: string };
+  /** The log.redact_key_file key, when the config has one (the file is not read here). */
+  readonly redactKey?: string;
   readonly mutate?: (config: LeveeConfig) => LeveeConfig;
 }
 
@@ -102,6 +104,7 @@ export async function startTestDaemon(yaml: string, options: TestDaemonOptions =
     directory,
     ...(options.loadSources === undefined ? {} : { loadSources: options.loadSources }),
     ...(options.batvKey === undefined ? {} : { batvKey: options.batvKey }),
+    ...(options.redactKey === undefined ? {} : { redactKey: options.redactKey }),
   });
   // A unix-socket listener has no port; such tests connect by path.
   Object.assign(handle, {
