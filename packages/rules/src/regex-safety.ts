@@ -31,8 +31,22 @@
  * what such a regex can cost.
  */
 
-import { analyse, type Report } from 'scslre';
-import { isDisjointWith, JS, NFA } from 'refa';
+import { createRequire } from 'node:module';
+import type { Report } from 'scslre';
+import type { JS, NFA } from 'refa';
+
+/**
+ * The checkers are loaded on the first regex checked, not at start: refa and
+ * scslre hold about 24 MiB, which a config without regular expressions (and
+ * every rule evaluation) never needs. Both ship CommonJS, so a synchronous
+ * require keeps config loading synchronous.
+ */
+const requireLazily = createRequire(import.meta.url);
+let refaModule: typeof import('refa') | undefined;
+let scslreModule: typeof import('scslre') | undefined;
+const refa = (): typeof import('refa') => (refaModule ??= requireLazily('refa') as typeof import('refa'));
+const analyse: (typeof import('scslre'))['analyse'] = (...args) => (scslreModule ??= requireLazily('scslre') as typeof import('scslre')).analyse(...args);
+const isDisjointWith: (typeof import('refa'))['isDisjointWith'] = (...args) => refa().isDisjointWith(...args);
 
 /** More quantifiers than this backtracking against each other is refused (a pair is accepted). */
 export const MAX_TRADING_QUANTIFIERS = 2;
@@ -66,13 +80,13 @@ function alternativeNfa(parser: JS.Parser, alternative: AstNode): NFA {
     backreferences: 'disable',
     maxNodes: MAX_NODES,
   });
-  const nfa = NFA.fromRegex(expression, { maxCharacter }, { assertions: 'ignore' });
+  const nfa = refa().NFA.fromRegex(expression, { maxCharacter }, { assertions: 'ignore' });
   nfa.withoutEmptyWord();
   return nfa;
 }
 
 function unionOf(nfas: readonly NFA[], maxCharacter: number): NFA {
-  const out = NFA.empty({ maxCharacter });
+  const out = refa().NFA.empty({ maxCharacter });
   for (const n of nfas) out.union(n);
   return out;
 }
@@ -152,7 +166,7 @@ export function regexBacktrackingProblem(source: string, flags: string): string 
     if (exponential !== undefined) {
       return `can backtrack catastrophically: exponential time on a long run of ${JSON.stringify(exponential.character.pick)}; avoid nested repetition such as (a+)+${fixHint(exponential)}`;
     }
-    const parser = JS.Parser.fromLiteral({ source, flags });
+    const parser = refa().JS.Parser.fromLiteral({ source, flags });
     const ambiguous = ambiguity(parser, parser.ast.pattern as unknown as AstNode, false, parser.maxCharacter);
     if (ambiguous !== undefined) return `can backtrack catastrophically: exponential time, ${ambiguous}`;
     const trading = new Set(backtracking.flatMap(quantifiersOf));
