@@ -14,7 +14,7 @@
 // lock file in the temp dir (like support/postfix.ts), so parallel jest workers
 // never pick the same one, and the lock is kept across kill/restart of the
 // same instance.
-import { alive, releasePort, reservePort, sleep } from './process-tools.js';
+import { alive, execCapture, releasePort, reservePort, sleep } from './process-tools.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -88,6 +88,8 @@ export interface RedisOptions {
   readonly maxLifetimeSec?: number;
   /** Run as a Sentinel (redis-server --sentinel) monitoring this master under this name. */
   readonly sentinelOf?: { readonly port: number; readonly name: string };
+  /** Run as a Redis Cluster node (cluster-enabled); join the nodes with createRedisCluster. */
+  readonly clusterNode?: boolean;
 }
 
 /** True if redis-server is installed. */
@@ -104,7 +106,17 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisInsta
   const sentinel = options.sentinelOf;
   const conf =
     sentinel === undefined
-      ? [`port ${port}`, 'bind 127.0.0.1', 'protected-mode yes', 'daemonize no', 'save ""', 'appendonly no', `dir ${dir}`, 'loglevel warning', 'databases 1']
+      ? [
+          `port ${port}`,
+          'bind 127.0.0.1',
+          'protected-mode yes',
+          'daemonize no',
+          'save ""',
+          'appendonly no',
+          `dir ${dir}`,
+          'loglevel warning',
+          ...(options.clusterNode === true ? ['cluster-enabled yes', 'cluster-config-file nodes.conf', 'cluster-node-timeout 5000'] : ['databases 1']),
+        ]
       : [
           `port ${port}`,
           'bind 127.0.0.1',
@@ -187,4 +199,33 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisInsta
     },
   };
   return instance;
+}
+
+export const REDIS_CLI = '/usr/bin/redis-cli';
+
+/**
+ * createRedisCluster - `n` cluster nodes on loopback joined into one Redis
+ * Cluster (all 16384 slots, no replicas) with `redis-cli --cluster create`;
+ * resolves once every node reports cluster_state:ok. (Each node also uses
+ * its port + 10000 for the cluster bus, on loopback.)
+ */
+export async function createRedisCluster(n = 3): Promise<RedisInstance[]> {
+  const nodes: RedisInstance[] = [];
+  try {
+    for (let i = 0; i < n; i++) nodes.push(await startRedis({ clusterNode: true }));
+    await execCapture(REDIS_CLI, ['--cluster', 'create', ...nodes.map((x) => `127.0.0.1:${x.port}`), '--cluster-replicas', '0', '--cluster-yes'], 30_000);
+    const deadline = Date.now() + 20_000;
+    for (const node of nodes) {
+      for (;;) {
+        const info = await execCapture(REDIS_CLI, ['-p', String(node.port), 'cluster', 'info'], 5000);
+        if (/cluster_state:ok/.test(info)) break;
+        if (Date.now() > deadline) throw new Error(`redis cluster node ${node.port} not ok:\n${info}`);
+        await sleep(100);
+      }
+    }
+    return nodes;
+  } catch (error) {
+    await Promise.all(nodes.map((x) => x.stop()));
+    throw error;
+  }
 }
