@@ -5,7 +5,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { configJsonSchema, configSections } from '@levee/rules';
 import { loadConfigText } from '../src/config-file.js';
-import { startTestDaemon } from './support/daemon.js';
+import { exportedMetricNames } from './support/daemon.js';
 
 const ROOT = join(__dirname, '..', '..', '..');
 const read = (path: string): string => readFileSync(join(ROOT, path), 'utf8');
@@ -64,13 +64,7 @@ describe('every YAML example in docs/ loads', () => {
 describe('deploy artefacts match the daemon', () => {
   let exposed: Set<string>;
   beforeAll(async () => {
-    const levee = await startTestDaemon('rules: []\n', { metrics: true, milter: true });
-    try {
-      const text = await levee.metricsText();
-      exposed = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1] ?? ''));
-    } finally {
-      await levee.close();
-    }
+    exposed = await exportedMetricNames();
   });
 
   test.each(['deploy/prometheus/alerts.yml', 'deploy/grafana/levee-dashboard.json'])('every metric %s uses is exported', (file) => {

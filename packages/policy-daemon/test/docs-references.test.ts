@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { configJsonSchema, configSections } from '@levee/rules';
 import { buildProgram } from '../src/program.js';
-import { startTestDaemon } from './support/daemon.js';
+import { exportedMetricNames } from './support/daemon.js';
 
 const ROOT = join(__dirname, '..', '..', '..');
 const read = (path: string): string => readFileSync(join(ROOT, path), 'utf8');
@@ -100,13 +100,7 @@ describe('docs name only commands and options the CLI has', () => {
 describe('docs name only metrics the daemon exports', () => {
   let exposed: Set<string>;
   beforeAll(async () => {
-    const levee = await startTestDaemon('rules: []\n', { metrics: true, milter: true });
-    try {
-      const text = await levee.metricsText();
-      exposed = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1] ?? ''));
-    } finally {
-      await levee.close();
-    }
+    exposed = await exportedMetricNames();
   });
 
   test('every levee_* metric in the docs is exported (histogram series folded to their family)', () => {

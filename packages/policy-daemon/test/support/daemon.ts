@@ -139,3 +139,14 @@ export function rcptRequest(overrides: Record<string, string> = {}): Record<stri
     ...overrides,
   };
 }
+
+/** The names of every metric a daemon exports (from `# TYPE` lines), milter listener included. */
+export async function exportedMetricNames(): Promise<Set<string>> {
+  const levee = await startTestDaemon('rules: []\n', { metrics: true, milter: true });
+  try {
+    const text = await levee.metricsText();
+    return new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1] ?? ''));
+  } finally {
+    await levee.close();
+  }
+}
