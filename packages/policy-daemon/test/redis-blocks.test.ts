@@ -52,9 +52,12 @@ function levee(d: TestDaemon, args: readonly string[]): ReturnType<typeof runCli
   return runCli([...args, '--admin', admin(d)], { LEVEE_ADMIN_TOKEN: TOKEN });
 }
 
+let probe = 0;
+/** One RCPT from `client`; a fresh sender each time, so the shared per-sender limit never answers instead of the block list. */
 async function answer(d: TestDaemon, client: string): Promise<string> {
   const c = await d.client();
-  return (await c.request(rcptRequest({ client_address: client }))).action;
+  probe++;
+  return (await c.request(rcptRequest({ client_address: client, sender: `probe${String(probe)}@example.net` }))).action;
 }
 
 /** Polls (bounded) until `d` answers `want` for `client`; the list refresh is 1 s. */
