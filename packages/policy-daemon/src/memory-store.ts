@@ -59,27 +59,27 @@ export interface MemoryStore extends CounterStore {
 
 /** Slots per chunk of a slab: slabs grow a chunk at a time, so a small site allocates little. */
 const CHUNK_SLOTS = 4096;
-/** Distinct bucket counts at most (the slab index is packed into the LRU value). */
+/** Distinct window shapes (bucket count and length) at most (the slab index is packed into the LRU value). */
 const MAX_SLABS = 1024;
 
 /**
- * All windows with one bucket count, packed: counts in Uint32Array chunks,
- * the newest bucket index and the window length per slot in Float64Array
- * chunks. A key costs its string, its LRU entry and one slot, instead of an
- * object, a state object and a typed array of its own (measured: about half
- * the memory per key; docs/benchmarks.md).
+ * All windows of one shape (bucket count and length), packed: counts in
+ * Uint32Array chunks, the newest bucket index per slot in Float64Array
+ * chunks. A key costs its (compacted) string, its LRU entry and one slot,
+ * instead of an object, a state object and a typed array of its own
+ * (measured: about half the memory per key; docs/benchmarks.md).
  */
 interface Slab {
   readonly buckets: number;
+  readonly windowMs: number;
   readonly counts: Uint32Array[];
   readonly newest: Float64Array[];
-  readonly windowMs: Float64Array[];
   readonly free: number[];
   size: number;
 }
 
-function newSlab(buckets: number): Slab {
-  return { buckets, counts: [], newest: [], windowMs: [], free: [], size: 0 };
+function newSlab(buckets: number, windowMs: number): Slab {
+  return { buckets, windowMs, counts: [], newest: [], free: [], size: 0 };
 }
 
 function allocate(slab: Slab): number {
@@ -89,7 +89,6 @@ function allocate(slab: Slab): number {
   if (slot % CHUNK_SLOTS === 0) {
     slab.counts.push(new Uint32Array(CHUNK_SLOTS * slab.buckets));
     slab.newest.push(new Float64Array(CHUNK_SLOTS));
-    slab.windowMs.push(new Float64Array(CHUNK_SLOTS));
   }
   return slot;
 }
@@ -105,15 +104,66 @@ function storeNewest(slab: Slab, slot: number, newest: number): void {
   (slab.newest[Math.floor(slot / CHUNK_SLOTS)] as Float64Array)[slot % CHUNK_SLOTS] = newest;
 }
 
-function windowMsOf(slab: Slab, slot: number): number {
-  return slab.windowMs[Math.floor(slot / CHUNK_SLOTS)]?.[slot % CHUNK_SLOTS] ?? 0;
+/**
+ * Keys are held compacted: the `<rule name>|` part, the same for every key of
+ * a rule, is replaced by a one- or two-character code. With a million client
+ * addresses that is ~20 bytes less per key (measured: docs/benchmarks.md).
+ * Codes are Latin-1 characters, so a compacted key stays a one-byte string.
+ * Every held key starts with a code (a key without "|" has the code of the
+ * empty prefix), so compacting is one-to-one and expanding gives the key back.
+ */
+interface KeyCodec {
+  compact(key: string): string;
+  expand(held: string): string;
 }
+
+/** Prefixes at most: codes are 1 character below 0x80, or 2 characters (0x80 | high 7 bits, low 8 bits). */
+const MAX_PREFIXES = 0x8000;
+
+function createKeyCodec(): KeyCodec {
+  const codeOf = new Map<string, string>();
+  const prefixes: string[] = [];
+  function code(prefix: string): string {
+    let c = codeOf.get(prefix);
+    if (c === undefined) {
+      const n = prefixes.length;
+      // Rule names are bounded by the config; this only fills up after tens of thousands of renames.
+      if (n >= MAX_PREFIXES) throw new RangeError(`more than ${MAX_PREFIXES} distinct counter key prefixes`);
+      c = n < 0x80 ? String.fromCharCode(n) : String.fromCharCode(0x80 | (n >> 8), n & 0xff);
+      prefixes.push(prefix);
+      codeOf.set(prefix, c);
+    }
+    return c;
+  }
+  return {
+    compact(key) {
+      const bar = key.indexOf('|');
+      return bar < 0 ? code('') + key : code(key.slice(0, bar + 1)) + key.slice(bar + 1);
+    },
+    expand(held) {
+      const first = held.charCodeAt(0);
+      if (first < 0x80) return (prefixes[first] ?? '') + held.slice(1);
+      return (prefixes[((first & 0x7f) << 8) | held.charCodeAt(1)] ?? '') + held.slice(2);
+    },
+  };
+}
+
+// lru-cache's get/set/peek default their options argument to a fresh `{}` and
+// write `status` into it: one allocation per call, three calls per request
+// (profiled). One options object per method, reused, avoids that; the only
+// field lru-cache writes into it is `status`, which stays undefined unless
+// something subscribes to lru-cache's diagnostics channel.
+const GET_OPTIONS: LRUCache.GetOptions<string, number, unknown> = {};
+const SET_OPTIONS: LRUCache.SetOptions<string, number, unknown> = {};
+const PEEK_OPTIONS: LRUCache.PeekOptions<string, number, unknown> = {};
 
 /** createMemoryStore - a store holding at most `maxKeys` windows. */
 export function createMemoryStore(options: { readonly maxKeys: number }): MemoryStore {
   let evictions = 0;
+  const keys = createKeyCodec();
   const slabs: Slab[] = [];
-  const slabIndex = new Map<number, number>();
+  // Slab index by bucket count, then by window length.
+  const slabIndex = new Map<number, Map<number, number>>();
   // The LRU value packs the slab index and the slot: slot * MAX_SLABS + slab.
   const unpack = (value: number): { slab: Slab; slot: number } => ({
     slab: slabs[value % MAX_SLABS] as Slab,
@@ -132,20 +182,26 @@ export function createMemoryStore(options: { readonly maxKeys: number }): Memory
     },
   });
 
-  /** A fresh zeroed window for `key` in the slab of `buckets`; returns the packed value. */
-  function place(key: string, buckets: number, windowMs: number, newest: number): number {
-    let index = slabIndex.get(buckets);
+  function slabFor(buckets: number, windowMs: number): number {
+    let byLength = slabIndex.get(buckets);
+    if (byLength === undefined) slabIndex.set(buckets, (byLength = new Map()));
+    let index = byLength.get(windowMs);
     if (index === undefined) {
-      if (slabs.length >= MAX_SLABS) throw new RangeError(`more than ${MAX_SLABS} distinct bucket counts`);
-      index = slabs.push(newSlab(buckets)) - 1;
-      slabIndex.set(buckets, index);
+      if (slabs.length >= MAX_SLABS) throw new RangeError(`more than ${MAX_SLABS} distinct counter windows`);
+      index = slabs.push(newSlab(buckets, windowMs)) - 1;
+      byLength.set(windowMs, index);
     }
+    return index;
+  }
+
+  /** A fresh zeroed window for the compacted key `held` in the slab of its shape; returns the packed value. */
+  function place(held: string, buckets: number, windowMs: number, newest: number): number {
+    const index = slabFor(buckets, windowMs);
     const slab = slabs[index] as Slab;
     const slot = allocate(slab);
-    (slab.windowMs[Math.floor(slot / CHUNK_SLOTS)] as Float64Array)[slot % CHUNK_SLOTS] = windowMs;
     storeNewest(slab, slot, newest);
     const value = slot * MAX_SLABS + index;
-    cache.set(key, value);
+    cache.set(held, value, SET_OPTIONS);
     return value;
   }
 
@@ -153,38 +209,40 @@ export function createMemoryStore(options: { readonly maxKeys: number }): Memory
   function held(value: number | undefined, window: WindowSpec): { slab: Slab; slot: number } | undefined {
     if (value === undefined) return undefined;
     const h = unpack(value);
-    return h.slab.buckets === window.buckets && windowMsOf(h.slab, h.slot) === window.windowMs ? h : undefined;
+    return h.slab.buckets === window.buckets && h.slab.windowMs === window.windowMs ? h : undefined;
   }
 
   // limit.distinct: when each (key, value) was first seen, expiring one window
   // length later. Made on first use, so sites without distinct limits pay nothing.
   let firstSeen: LRUCache<string, number> | undefined;
-  /** Whether `value` is new for `key` at `now` (and remember it if so). */
+  /** Whether `value` is new for the compacted key `key` at `now` (and remember it if so). */
   const isNew = (key: string, value: string, window: WindowSpec, now: number): boolean => {
     firstSeen ??= new LRUCache<string, number>({ max: options.maxKeys });
     const marker = `${key}\u0000${value}`;
-    const expires = firstSeen.get(marker);
+    const expires = firstSeen.get(marker, GET_OPTIONS);
     if (expires !== undefined && expires > now) return false;
-    firstSeen.set(marker, now + effectiveWindowMs(window));
+    firstSeen.set(marker, now + effectiveWindowMs(window), SET_OPTIONS);
     return true;
   };
 
   return {
     apply(hits, now) {
       const totals: number[] = [];
-      for (const hit of hits) {
-        const amount = hit.distinct !== undefined && hit.amount > 0 && !isNew(hit.key, hit.distinct, hit.window, now) ? 0 : hit.amount;
-        let h = held(cache.get(hit.key), hit.window);
-        if (h === undefined) h = unpack(place(hit.key, hit.window.buckets, hit.window.windowMs, 0));
+      for (let i = 0; i < hits.length; i++) {
+        const hit = hits[i] as CounterHit;
+        const key = keys.compact(hit.key);
+        const amount = hit.distinct !== undefined && hit.amount > 0 && !isNew(key, hit.distinct, hit.window, now) ? 0 : hit.amount;
+        let h = held(cache.get(key, GET_OPTIONS), hit.window);
+        if (h === undefined) h = unpack(place(key, hit.window.buckets, hit.window.windowMs, 0));
         const state = view(h.slab, h.slot);
         totals.push(addToWindow(state, now, amount, hit.window));
         storeNewest(h.slab, h.slot, state.newest);
       }
       return totals;
     },
-    peek(keys, now) {
-      return keys.map(({ key, window }) => {
-        const h = held(cache.peek(key), window);
+    peek(reads, now) {
+      return reads.map(({ key, window }) => {
+        const h = held(cache.peek(keys.compact(key), PEEK_OPTIONS), window);
         return h === undefined ? 0 : windowTotal(view(h.slab, h.slot), now, window);
       });
     },
@@ -195,22 +253,21 @@ export function createMemoryStore(options: { readonly maxKeys: number }): Memory
       return evictions;
     },
     keysOldestFirst() {
-      return [...cache.rkeys()];
+      return Array.from(cache.rkeys(), (k) => keys.expand(k));
     },
     exportEntry(key, now) {
-      const value = cache.peek(key);
+      const value = cache.peek(keys.compact(key), PEEK_OPTIONS);
       if (value === undefined) return undefined;
       const { slab, slot } = unpack(value);
-      const windowMs = windowMsOf(slab, slot);
       const state = view(slab, slot);
-      if (windowTotal(state, now, { windowMs, buckets: slab.buckets }) === 0) return undefined;
-      return { key, windowMs, newest: state.newest, counts: Array.from(state.counts) };
+      if (windowTotal(state, now, { windowMs: slab.windowMs, buckets: slab.buckets }) === 0) return undefined;
+      return { key, windowMs: slab.windowMs, newest: state.newest, counts: Array.from(state.counts) };
     },
     importEntry(entry, now) {
       if (!validEntry(entry)) return false;
       const spec = { windowMs: entry.windowMs, buckets: entry.counts.length };
       if (windowTotal({ newest: entry.newest, counts: Uint32Array.from(entry.counts) }, now, spec) === 0) return false;
-      const { slab, slot } = unpack(place(entry.key, spec.buckets, entry.windowMs, entry.newest));
+      const { slab, slot } = unpack(place(keys.compact(entry.key), spec.buckets, entry.windowMs, entry.newest));
       view(slab, slot).counts.set(entry.counts);
       return true;
     },

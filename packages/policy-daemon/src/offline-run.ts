@@ -8,7 +8,7 @@
  * replay spaces requests `intervalMs` apart, so rate limits see a rate.
  */
 
-import { createPolicyDecoder, encodePolicyAttributes, formatPolicyAction, type PolicyRequest } from '@levee/milter-proto';
+import { createPolicyDecoder, encodePolicyAttributes, formatPolicyAction, POLICY_ATTRIBUTE_NAMES, type PolicyRequest } from '@levee/milter-proto';
 import type { Decision, Facts, Ruleset } from '@levee/rules';
 import { decideFacts } from './decider.js';
 import { createMemoryStore } from './memory-store.js';
@@ -17,6 +17,12 @@ import { verdictToPolicyAction } from './policy-verdict.js';
 
 export type ParsedRequests = { readonly ok: true; readonly requests: PolicyRequest[] } | { readonly ok: false; readonly error: string };
 
+/** Whether the peer sent any attribute (a decoded request has every known name, undefined when absent). */
+function hasAnyAttribute(request: PolicyRequest): boolean {
+  for (const [name, value] of Object.entries(request)) if (name !== 'unknown' && value !== undefined) return true;
+  return Object.keys(request.unknown).length > 0;
+}
+
 /** parsePolicyRequests - every request in `text` (a missing final blank line is forgiven). */
 export function parsePolicyRequests(text: string): ParsedRequests {
   const decoder = createPolicyDecoder();
@@ -24,14 +30,25 @@ export function parsePolicyRequests(text: string): ParsedRequests {
   const requests: PolicyRequest[] = [];
   for (const result of decoder.push(Buffer.from(body, 'utf8'))) {
     if (result.kind === 'error') return { ok: false, error: `request ${requests.length + 1}: ${result.code}: ${result.detail}` };
-    if (Object.keys(result.request).length > 1 || Object.keys(result.request.unknown).length > 0) requests.push(result.request);
+    if (hasAnyAttribute(result.request)) requests.push(result.request);
   }
   return { ok: true, requests };
 }
 
 /** withDefaults - a request as Postfix would send it: `request=` and a RCPT stage unless given. */
 export function withDefaults(request: PolicyRequest): PolicyRequest {
-  return { request: 'smtpd_access_policy', protocol_state: 'RCPT', ...request };
+  // Not a spread of defaults under the request: a decoded request has every known name, undefined when not sent.
+  return { ...request, request: request.request ?? 'smtpd_access_policy', protocol_state: request.protocol_state ?? 'RCPT' };
+}
+
+/** overlay - `base` with every attribute `extra` sent (known or unknown) put over it; what `extra` did not send stays. */
+export function overlay(base: PolicyRequest, extra: PolicyRequest): PolicyRequest {
+  const out: PolicyRequest = { ...base, unknown: { ...base.unknown, ...extra.unknown } };
+  for (const name of POLICY_ATTRIBUTE_NAMES) {
+    const value = extra[name];
+    if (value !== undefined) out[name] = value;
+  }
+  return out;
 }
 
 export interface Explained {

@@ -85,7 +85,27 @@ function number(value: string | undefined): number | undefined {
 function bareAddress(value: string | undefined): string | undefined {
   if (value === undefined || value === '') return undefined;
   const address = value.startsWith('[') && value.endsWith(']') ? value.slice(1, -1) : value;
-  return address.slice(0, 5).toLowerCase() === 'ipv6:' ? address.slice(5) : address;
+  return IPV6_TAG.test(address) ? address.slice(5) : address;
+}
+
+const IPV6_TAG = /^ipv6:/i;
+
+/**
+ * formatIp(ip), but `address` itself when it already is that text: Postfix
+ * sends IPv4 addresses in canonical form, and this runs once per request.
+ */
+function canonicalText(address: string, ip: IpAddress): string {
+  if (ip.family !== 4) return formatIp(ip);
+  // A parsed IPv4 address is digits and dots; it is canonical unless an octet has a leading zero.
+  for (let i = 0; i < address.length - 1; i++) {
+    const c = address.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) {
+      if (c !== 0x2e) return formatIp(ip);
+    } else if (c === 0x30 && (i === 0 || address.charCodeAt(i - 1) === 0x2e) && address.charCodeAt(i + 1) !== 0x2e) {
+      return formatIp(ip);
+    }
+  }
+  return address;
 }
 
 /** The canonical text of an address and the parsed address; text that is not an address is kept, lowercased. */
@@ -93,7 +113,7 @@ function clientAddress(value: string | undefined): { readonly text: string; read
   const address = bareAddress(value);
   if (address === undefined) return undefined;
   const ip = parseIp(address);
-  return { text: ip === undefined ? address.toLowerCase() : formatIp(ip), ip };
+  return { text: ip === undefined ? address.toLowerCase() : canonicalText(address, ip), ip };
 }
 
 function normaliseAddress(value: string | undefined): string | undefined {

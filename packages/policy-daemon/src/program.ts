@@ -25,7 +25,7 @@ import { readConfigFile } from './config-file.js';
 import { formatArf, formatEvidence, type Evidence } from './evidence.js';
 import { addHeldCommands } from './held-commands.js';
 import { startDaemon } from './daemon.js';
-import { createOfflineRunner, formatExplanation, formatReplaySummary, parsePolicyRequests, replayRequests, requestFromAssignments } from './offline-run.js';
+import { createOfflineRunner, formatExplanation, overlay, formatReplaySummary, parsePolicyRequests, replayRequests, requestFromAssignments } from './offline-run.js';
 import { createStdoutLogger, LOG_LEVELS, type LogLevel } from './logger.js';
 
 /** Exit codes follow sysexits(3) where one fits: 78 = EX_CONFIG. */
@@ -292,8 +292,7 @@ async function readRequests(file: string | undefined, assignments: readonly stri
   if (!parsed.ok) return `${file}: ${parsed.error}`;
   const extra = requestFromAssignments(assignments);
   if (typeof extra === 'string') return extra;
-  const { unknown: extraUnknown, ...extraKnown } = extra;
-  return parsed.requests.map((r) => ({ ...r, ...extraKnown, unknown: { ...r.unknown, ...extraUnknown } }));
+  return parsed.requests.map((r) => overlay(r, extra));
 }
 
 async function readStdin(): Promise<string> {

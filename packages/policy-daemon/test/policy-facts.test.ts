@@ -1,4 +1,4 @@
-import { parseIp } from '@levee/rules';
+import { formatIp, parseIp } from '@levee/rules';
 import type { PolicyRequest } from '@levee/milter-proto';
 import { policyRequestToFacts } from '../src/policy-facts.js';
 
@@ -75,6 +75,20 @@ describe('policyRequestToFacts', () => {
     expect(r.ok && r.facts.clientIp).toEqual(parseIp('2001:db8::1'));
     const odd = policyRequestToFacts(request({ protocol_state: 'RCPT', client_address: 'Not-An-Address' }));
     expect(odd.ok && [odd.facts.clientAddress, 'clientIp' in odd.facts]).toEqual(['not-an-address', false]);
+  });
+
+  test('client addresses come out in canonical form, whatever form they came in', () => {
+    const client = (address: string): unknown => {
+      const r = policyRequestToFacts(request({ protocol_state: 'RCPT', client_address: address }));
+      return r.ok ? [r.facts.clientAddress, r.facts.clientIp === undefined ? undefined : formatIp(r.facts.clientIp)] : r.problem;
+    };
+    expect(client('192.0.2.10')).toEqual(['192.0.2.10', '192.0.2.10']);
+    expect(client('0.0.0.0')).toEqual(['0.0.0.0', '0.0.0.0']);
+    expect(client('[192.0.2.10]')).toEqual(['192.0.2.10', '192.0.2.10']);
+    expect(client('ipv6:2001:DB8:0:0::1')).toEqual(['2001:db8::1', '2001:db8::1']);
+    expect(client('IPV6:::ffff:192.0.2.1')).toEqual(['192.0.2.1', '192.0.2.1']);
+    // Leading zeros (octal to some resolvers) are not an address: kept as text, never matched as 192.0.2.10.
+    expect(client('192.000.2.010')).toEqual(['192.000.2.010', undefined]);
   });
 
   test('garbage numbers are absent rather than NaN', () => {

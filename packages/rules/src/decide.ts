@@ -217,10 +217,15 @@ export function decide(
   let verdict: Verdict | undefined;
   let decidedBy = '';
   const gaps = plan.gaps;
-  for (const step of plan.steps) {
+  // Indexed loops in this function: for-of here allocated an iterator result per
+  // step (profiled: 7 % of the daemon's allocations), decide() being too large to
+  // have them optimised away.
+  const steps = plan.steps;
+  for (let s = 0; s < steps.length; s++) {
+    const step = steps[s] as RuleTrace | number;
     if (typeof step !== 'number') {
       if (verdict !== undefined) continue; // not considered: an earlier limit decided
-      if (gaps !== undefined) for (const t of gaps.before[step.index] ?? []) trail.push(t);
+      if (gaps !== undefined) pushAll(trail, gaps.before[step.index]);
       trail.push(step);
       if (step.outcome === 'decided') {
         verdict = ruleset.rules[step.index]?.verdict;
@@ -240,7 +245,7 @@ export function decide(
     if (rule === undefined || hit === undefined || rule.limit === undefined) continue;
     const total = totals[step] ?? 0;
     const max = rule.limit.max;
-    if (verdict === undefined && gaps !== undefined) for (const t of gaps.before[rule.index] ?? []) trail.push(t);
+    if (verdict === undefined && gaps !== undefined) pushAll(trail, gaps.before[rule.index]);
     const counter: CounterEvidence = { rule: rule.name, key: hit.key, count: total, limit: max, windowMs: rule.limit.window.windowMs };
     // Trail entries are written out in full rather than spread from a common
     // base: object spread here cost several times the rest of decide().
@@ -305,9 +310,15 @@ export function decide(
     }
   }
   // Nothing decided: every rule was considered, the inactive ones after the last active one too.
-  if (verdict === undefined && gaps !== undefined) for (const t of gaps.tail) trail.push(t);
+  if (verdict === undefined && gaps !== undefined) pushAll(trail, gaps.tail);
   const decision = { verdict: finish(verdict ?? CONTINUE, tags, tagDelayMs, warnings), trail };
   return changes === undefined ? decision : { ...decision, containment: changes };
+}
+
+/** Append every entry of `from` (if any) to `to`, without an iterator. */
+function pushAll<T>(to: T[], from: readonly T[] | undefined): void {
+  if (from === undefined) return;
+  for (let i = 0; i < from.length; i++) to.push(from[i] as T);
 }
 
 function isoTime(ms: number): string {

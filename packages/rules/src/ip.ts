@@ -138,6 +138,17 @@ function isV4Mapped(b: Uint8Array): boolean {
   return b[10] === 0xff && b[11] === 0xff;
 }
 
+/** Whether `text` has "IPv6:" (any case) at `at`; compared in place, as this runs once per request. */
+function hasIpv6Tag(text: string, at: number): boolean {
+  return (
+    (text.charCodeAt(at) | 0x20) === 0x69 /* i */ &&
+    (text.charCodeAt(at + 1) | 0x20) === 0x70 /* p */ &&
+    (text.charCodeAt(at + 2) | 0x20) === 0x76 /* v */ &&
+    text.charCodeAt(at + 3) === 0x36 /* 6 */ &&
+    text.charCodeAt(at + 4) === 0x3a /* : */
+  );
+}
+
 /**
  * Parse an address as an MTA may report it: `192.0.2.1`, `2001:db8::1`,
  * `IPv6:2001:db8::1`, `[192.0.2.1]`, `[IPv6:2001:db8::1]`.
@@ -152,7 +163,7 @@ export function parseIp(text: string): IpAddress | undefined {
     end--;
   }
   let v6Only = false;
-  if (end - start > 5 && text.slice(start, start + 5).toLowerCase() === 'ipv6:') {
+  if (end - start > 5 && hasIpv6Tag(text, start)) {
     start += 5;
     v6Only = true;
   }
@@ -204,6 +215,12 @@ export function canonicalIp(text: string): string | undefined {
   return a === undefined ? undefined : formatIp(a);
 }
 
+/** networkKey for IPv4 and a prefix on an octet boundary (/8, /16, /24 are what rules use): no intermediate bytes. */
+function ipv4NetworkOnOctets(b: Uint8Array, prefixLen: number): string {
+  const octet = (k: number): number => (k * 8 < prefixLen ? (b[k] ?? 0) : 0);
+  return `${octet(0)}.${octet(1)}.${octet(2)}.${octet(3)}/${prefixLen}`;
+}
+
 function maskedBytes(bytes: Uint8Array, prefixLen: number): Uint8Array {
   const out = new Uint8Array(bytes.length);
   const full = prefixLen >> 3;
@@ -226,6 +243,7 @@ export function networkKey(addr: IpAddress | string, prefixLen: number): string 
   const a = typeof addr === 'string' ? parseIp(addr) : addr;
   if (a === undefined) return undefined;
   if (!Number.isInteger(prefixLen) || prefixLen < 0 || prefixLen > maxPrefix(a.family)) return undefined;
+  if (a.family === 4 && (prefixLen & 7) === 0) return ipv4NetworkOnOctets(a.bytes, prefixLen);
   return `${formatIp({ family: a.family, bytes: maskedBytes(a.bytes, prefixLen) })}/${prefixLen}`;
 }
 

@@ -55,6 +55,10 @@ describe('parseIp', () => {
   test('IPv6: prefix and brackets as in SMTP address literals', () => {
     expect(canonicalIp('IPv6:2001:DB8::1')).toBe('2001:db8::1');
     expect(canonicalIp('ipv6:2001:db8::1')).toBe('2001:db8::1');
+    expect(canonicalIp('IPV6:2001:db8::1')).toBe('2001:db8::1');
+    expect(canonicalIp('iPv6:2001:db8::1')).toBe('2001:db8::1');
+    expect(canonicalIp('IPv4:192.0.2.1')).toBeUndefined();
+    expect(canonicalIp('IPv6;2001:db8::1')).toBeUndefined();
     expect(canonicalIp('[2001:db8::1]')).toBe('2001:db8::1');
     expect(canonicalIp('[IPv6:2001:db8::1]')).toBe('2001:db8::1');
     expect(canonicalIp('[192.0.2.1]')).toBe('192.0.2.1');
