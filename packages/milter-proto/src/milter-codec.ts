@@ -165,13 +165,31 @@ export interface MilterDecoder<R> {
   readonly failed: boolean;
 }
 
+/** First allocation for a packet split over reads; it doubles from there as bytes arrive. */
+const MIN_PARTIAL_PACKET_BYTES = 4096;
+
 /** createMilterFrameDecoder - split a byte stream into packets, checking `len` first. */
 export function createMilterFrameDecoder(limits: Pick<MilterLimits, 'maxFrameBytes'> = DEFAULT_MILTER_LIMITS): MilterDecoder<MilterFrameResult> {
   const header = Buffer.alloc(MILTER_LEN_BYTES);
   let headerFill = 0;
-  let body: Buffer | undefined; // the packet being filled, allocated once `len` passed the limits
+  // A packet split over reads is copied into `body`, which grows (doubling, from 4 KiB) as
+  // bytes arrive: memory follows what a peer sent, not the length it announced (up to
+  // maxFrameBytes), so a peer that sends a length and then dribbles or stops holds at most
+  // twice what it sent.
+  let expected = 0; // the packet's length, 0 between packets
+  let body: Buffer | undefined;
   let bodyFill = 0;
   let failed = false;
+
+  /** Room for `n` more bytes in `body`, keeping what it holds. */
+  function reserve(n: number): Buffer {
+    if (body !== undefined && body.length - bodyFill >= n) return body;
+    const capacity = Math.min(expected, Math.max(MIN_PARTIAL_PACKET_BYTES, bodyFill + n, (body?.length ?? 0) * 2));
+    const grown = Buffer.allocUnsafe(capacity);
+    body?.copy(grown, 0, 0, bodyFill);
+    body = grown;
+    return grown;
+  }
 
   function push(chunk: Uint8Array): MilterFrameResult[] {
     const out: MilterFrameResult[] = [];
@@ -179,7 +197,7 @@ export function createMilterFrameDecoder(limits: Pick<MilterLimits, 'maxFrameByt
     const input = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     let pos = 0;
     while (pos < input.length) {
-      if (body === undefined) {
+      if (expected === 0) {
         let len: number;
         if (headerFill === 0 && input.length - pos >= MILTER_LEN_BYTES) {
           len = input.readUInt32BE(pos);
@@ -209,15 +227,16 @@ export function createMilterFrameDecoder(limits: Pick<MilterLimits, 'maxFrameByt
           pos += len;
           continue;
         }
-        body = Buffer.allocUnsafe(len);
-        bodyFill = 0;
+        expected = len;
       }
-      const n = Math.min(body.length - bodyFill, input.length - pos);
-      input.copy(body, bodyFill, pos, pos + n);
+      const n = Math.min(expected - bodyFill, input.length - pos);
+      input.copy(reserve(n), bodyFill, pos, pos + n);
       bodyFill += n;
       pos += n;
-      if (bodyFill === body.length) {
-        out.push({ kind: 'frame', frame: { code: body[0] as number, payload: body.subarray(1) } });
+      if (bodyFill === expected) {
+        const packet = (body as Buffer).subarray(0, expected);
+        out.push({ kind: 'frame', frame: { code: packet[0] as number, payload: packet.subarray(1) } });
+        expected = 0;
         body = undefined;
         bodyFill = 0;
       }
@@ -228,7 +247,7 @@ export function createMilterFrameDecoder(limits: Pick<MilterLimits, 'maxFrameByt
   return {
     push,
     get pendingBytes() {
-      return body === undefined ? headerFill : MILTER_LEN_BYTES + bodyFill;
+      return expected === 0 ? headerFill : MILTER_LEN_BYTES + bodyFill;
     },
     get failed() {
       return failed;

@@ -155,6 +155,23 @@ describe('malformed milter packets', () => {
     expect(results[0]).toEqual({ kind: 'command', command: { type: 'HEADER', name: 'Subject', value } });
   });
 
+  test('a peer that announces a 1 MiB packet and sends a few bytes makes the decoder hold kilobytes, not the announced size', () => {
+    const before = process.memoryUsage().arrayBuffers;
+    const decoders = Array.from({ length: 200 }, () => createMilterFrameDecoder());
+    // len = 1 MiB, command byte 'L' (HEADER), then 10 bytes of the header name; the rest never comes.
+    for (const d of decoders) expect(d.push(Buffer.concat([fromHex('00 10 00 00 4c'), Buffer.from('X-Partial-')]))).toEqual([]);
+    const held = process.memoryUsage().arrayBuffers - before;
+    expect(decoders[0]?.pendingBytes).toBe(4 + 11);
+    // 200 peers: ~200 x 4 KiB now; allocating the announced size would be 200 MiB.
+    expect(held).toBeLessThan(16 * 1024 * 1024);
+  });
+
+  test('a packet dribbled a byte at a time decodes exactly as one sent whole', () => {
+    const wire = encodeMilterCommand({ type: 'HEADER', name: 'Subject', value: 'y'.repeat(20_000) });
+    const everyByte = Array.from({ length: wire.length - 1 }, (_, i) => i + 1);
+    expect(decodeIn('command', wire, everyByte)).toEqual(decodeIn('command', wire, []));
+  });
+
   test('details are log-safe: control bytes escaped, long strings cut', () => {
     const results = decodeIn('command', encodeMilterFrame(0x48, Buffer.from(`\x01\x1b[31m${'y'.repeat(300)}`)));
     const error = results[0];

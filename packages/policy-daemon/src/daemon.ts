@@ -209,11 +209,27 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     signSender,
     metrics,
     log,
-    settings: () => live.config.policy,
+    settings: () => ({ failAction: live.config.policy.failAction, idleTimeoutMs: live.config.milter.idleTimeoutMs }),
     redactor: () => live.redactor,
   });
 
+  // Connections closed on arrival at max_connections: counted always, logged at most every 10 s per protocol.
+  const refusedSinceLog = { policy: 0, milter: 0 };
+  const refusedLoggedAt = { policy: -Infinity, milter: -Infinity };
+  const refused = (protocol: 'policy' | 'milter'): void => {
+    metrics.connectionsRefused.labels(protocol).inc();
+    refusedSinceLog[protocol]++;
+    const at = performance.now();
+    if (at - refusedLoggedAt[protocol] < 10_000) return;
+    log.warn({ proto: protocol, refused: refusedSinceLog[protocol], max_connections: live.config[protocol].maxConnections }, 'connection limit reached, closing new connections');
+    refusedLoggedAt[protocol] = at;
+    refusedSinceLog[protocol] = 0;
+  };
+  metrics.connectionsRefused.labels('policy').inc(0);
+  metrics.connectionsRefused.labels('milter').inc(0);
+
   const opened: Listener[] = [];
+  const policyListeners: Listener[] = [];
   const milterListeners: Listener[] = [];
   let metricsServer: MetricsServer | undefined;
   let admin: AdminServer | undefined;
@@ -284,12 +300,13 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   }
   try {
     for (const address of options.config.listen.policy) {
-      const listener = await listenOn(address, policy.accept);
+      const listener = await listenOn(address, policy.accept, { maxConnections: options.config.policy.maxConnections, onRefused: () => refused('policy') });
       opened.push(listener);
+      policyListeners.push(listener);
       log.info({ proto: 'policy', listen: listener.bound }, 'listening');
     }
     for (const address of options.config.listen.milter) {
-      const listener = await listenOn(address, milter.accept);
+      const listener = await listenOn(address, milter.accept, { maxConnections: options.config.milter.maxConnections, onRefused: () => refused('milter') });
       opened.push(listener);
       milterListeners.push(listener);
       log.info({ proto: 'milter', listen: listener.bound }, 'listening');
@@ -317,7 +334,6 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   }
   log.info({ config: options.source, rules: options.config.rules.length }, 'levee started');
 
-  const policyListeners = opened.filter((l) => !milterListeners.includes(l));
   return {
     policyListeners,
     milterListeners,
@@ -344,6 +360,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       const startOnly = startOnlyChanges(live.config, config);
       if (startOnly.length > 0) log.warn({ settings: startOnly }, 'settings read at start only changed: they take effect at the next restart');
       live = liveState(config, ruleset, directory, batvKey, redactKey ?? runKey);
+      for (const l of policyListeners) l.server.maxConnections = config.policy.maxConnections;
+      for (const l of milterListeners) l.server.maxConnections = config.milter.maxConnections;
       adminToken = readToken(config.admin.tokenFile, log);
       metrics.configReloads.labels('ok').inc();
       metrics.configLoadedAt.set(now() / 1000);

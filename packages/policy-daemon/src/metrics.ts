@@ -23,6 +23,8 @@ export interface Metrics {
   readonly protocolErrors: Counter<'protocol' | 'code'>;
   readonly internalErrors: Counter<'protocol'>;
   readonly connections: Gauge<'protocol'>;
+  /** Connections closed on arrival because the listener was at its max_connections. */
+  readonly connectionsRefused: Counter<'protocol'>;
   readonly counterKeys: Gauge;
   readonly configReloads: Counter<'outcome'>;
   /** When the running configuration was loaded (start or last good reload), seconds since the epoch. */
@@ -130,6 +132,12 @@ export function createMetrics(options: { readonly counterKeys?: () => number; re
     connections: new Gauge({
       name: 'levee_connections',
       help: 'Open MTA connections, by protocol.',
+      labelNames: ['protocol'] as const,
+      registers,
+    }),
+    connectionsRefused: new Counter({
+      name: 'levee_connections_refused_total',
+      help: 'MTA connections closed on arrival because the listener had max_connections open, by protocol.',
       labelNames: ['protocol'] as const,
       registers,
     }),

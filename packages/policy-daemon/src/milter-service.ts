@@ -72,7 +72,7 @@ export interface MilterServiceOptions {
   readonly decider: DeciderDeps;
   readonly metrics: Metrics;
   readonly log: Logger;
-  readonly settings: () => { readonly failAction: FailAction };
+  readonly settings: () => { readonly failAction: FailAction; readonly idleTimeoutMs: number };
   /** What log lines may show (log.redact); read per decision. */
   readonly redactor?: () => Redactor;
   /** True in load tiers where expensive content checks are skipped (shed): no MIME scanning. */
@@ -161,6 +161,12 @@ export function createMilterService(options: MilterServiceOptions): MilterServic
         else perClient.set(clientKey, n);
       }
     };
+    // An MTA that sends nothing for milter.idle_timeout has gone away (or is
+    // not an MTA): the connection is closed so it cannot be held open forever.
+    socket.setTimeout(options.settings().idleTimeoutMs, () => {
+      connLog.info('idle timeout, closing the milter connection');
+      socket.destroy();
+    });
     socket.on('error', (error) => connLog.debug({ err: error.message }, 'connection error'));
     socket.once('close', () => {
       release();

@@ -4,7 +4,8 @@
  * A unix socket left behind by a crash is removed only after a connect to it
  * is refused, so a second daemon never steals the socket of a running one.
  * The socket file is chmod'ed right after it appears (default 0660: the MTA's
- * group may connect, nobody else).
+ * group may connect, nobody else). A listener holds at most maxConnections
+ * open connections; Node closes any beyond that as soon as it is accepted.
  */
 
 import { chmod, lstat, unlink } from 'node:fs/promises';
@@ -25,6 +26,10 @@ export interface Listener {
 export interface ListenOptions {
   readonly unixMode?: number;
   readonly backlog?: number;
+  /** Open connections at most (net.Server maxConnections): one more is closed as soon as it is accepted. */
+  readonly maxConnections?: number;
+  /** Called for each connection closed because of maxConnections. */
+  readonly onRefused?: () => void;
 }
 
 /** listenOn - start a server for `address`, calling `onConnection` for every accepted socket. */
@@ -34,6 +39,9 @@ export async function listenOn(
   options: ListenOptions = {},
 ): Promise<Listener> {
   const server = createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 }, onConnection);
+  if (options.maxConnections !== undefined) server.maxConnections = options.maxConnections;
+  const onRefused = options.onRefused;
+  if (onRefused !== undefined) server.on('drop', () => onRefused());
   if (address.kind === 'unix') await removeStaleSocket(address.path);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -1,4 +1,4 @@
-// Hostile or broken peers on the policy listener: none of them may hurt the
+// Hostile or broken peers on the policy and milter listeners: none of them may hurt the
 // daemon or delay other clients. Everything here is bounded in count and time.
 import { connect, type Socket } from 'node:net';
 import { encodePolicyAttributes } from '@levee/milter-proto';
@@ -93,5 +93,72 @@ describe('hostile peers on the policy listener', () => {
     }
     expect(await levee.daemon.metrics.registry.getSingleMetricAsString('levee_connections')).toMatch(/levee_connections\{protocol="policy"\} 0/);
     expect((await timedAnswer(levee)).action).toBe('DUNNO');
+  });
+});
+
+/** Resolves true when `socket` closes within `ms`, false otherwise. */
+function closesWithin(socket: Socket, ms: number): Promise<boolean> {
+  if (socket.destroyed) return Promise.resolve(true);
+  return Promise.race([new Promise<boolean>((resolve) => socket.once('close', () => resolve(true))), sleep(ms).then(() => false)]);
+}
+
+describe('connection caps and the milter idle timeout', () => {
+  let levee: TestDaemon | undefined;
+  afterEach(async () => {
+    await levee?.close();
+    levee = undefined;
+  });
+
+  test('policy.max_connections: one connection too many is closed on arrival and counted; the open ones are still answered', async () => {
+    levee = await startTestDaemon('policy: { max_connections: 5 }\nrules: []\n', { metrics: true });
+    const client = await levee.client(); // 1 of 5
+    const idle: Socket[] = [];
+    for (let i = 0; i < 4; i++) idle.push(await open(levee.policyPort)); // 5 of 5
+    const extra = await open(levee.policyPort);
+    expect(await closesWithin(extra, 3000)).toBe(true);
+    expect((await client.request(rcptRequest())).action).toBe('DUNNO');
+    expect(await levee.metricsText()).toMatch(/^levee_connections_refused_total\{protocol="policy"\} 1$/m);
+    expect(levee.logs.some((l) => l['msg'] === 'connection limit reached, closing new connections' && l['proto'] === 'policy')).toBe(true);
+    // Room again once one goes away.
+    idle[0]?.destroy();
+    let answered: string | undefined;
+    for (let i = 0; i < 50 && answered === undefined; i++) {
+      await sleep(50);
+      answered = await levee
+        .client()
+        .then((c) => c.request(rcptRequest()))
+        .then((r) => r.action)
+        .catch(() => undefined);
+    }
+    expect(answered).toBe('DUNNO');
+    for (const s of idle) s.destroy();
+  });
+
+  test('milter.max_connections caps the milter listener the same way', async () => {
+    levee = await startTestDaemon('milter: { max_connections: 2 }\nrules: []\n', { metrics: true, milter: true });
+    const held = [await open(levee.milterPort), await open(levee.milterPort)];
+    const extra = await open(levee.milterPort);
+    expect(await closesWithin(extra, 3000)).toBe(true);
+    expect(held.some((s) => s.destroyed)).toBe(false);
+    expect(await levee.metricsText()).toMatch(/^levee_connections_refused_total\{protocol="milter"\} 1$/m);
+    for (const s of held) s.destroy();
+  });
+
+  test('milter.idle_timeout: a silent peer and one that stops mid-packet are both closed; the metric returns to 0', async () => {
+    levee = await startTestDaemon('milter: { idle_timeout: 1s }\nrules: []\n', { metrics: true, milter: true });
+    const silent = await open(levee.milterPort);
+    const halfPacket = await open(levee.milterPort);
+    // A length of 1 MiB and three bytes of it; the rest never comes.
+    halfPacket.write(Buffer.from([0x00, 0x10, 0x00, 0x00, 0x4c, 0x58, 0x2d]));
+    expect(await closesWithin(silent, 8000)).toBe(true);
+    expect(await closesWithin(halfPacket, 8000)).toBe(true);
+    expect(levee.logs.filter((l) => l['msg'] === 'idle timeout, closing the milter connection')).toHaveLength(2);
+    let gauge = '';
+    for (let i = 0; i < 40; i++) {
+      gauge = await levee.metricsText();
+      if (/^levee_connections\{protocol="milter"\} 0$/m.test(gauge)) break;
+      await sleep(50);
+    }
+    expect(gauge).toMatch(/^levee_connections\{protocol="milter"\} 0$/m);
   });
 });

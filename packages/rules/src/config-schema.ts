@@ -230,7 +230,8 @@ export interface LeveeConfig {
     readonly redact: readonly RedactField[];
     readonly redactKeyFile: string | undefined;
   };
-  readonly policy: { readonly failAction: FailAction; readonly idleTimeoutMs: number };
+  readonly policy: { readonly failAction: FailAction; readonly idleTimeoutMs: number; readonly maxConnections: number };
+  readonly milter: { readonly idleTimeoutMs: number; readonly maxConnections: number };
   /** The recipient directory (recipient-directory.ts); the daemon reads the file. */
   readonly recipients: { readonly file: string | undefined };
   readonly load: LoadSettings;
@@ -734,6 +735,17 @@ export const DEFAULT_ADMIN_LISTEN = '127.0.0.1:9470';
 export const DEFAULT_MAX_KEYS = 1_000_000;
 /** Just above Postfix's smtpd_policy_service_max_idle (300s), so Postfix closes idle connections first. */
 export const DEFAULT_IDLE_TIMEOUT = '330s';
+/** libmilter's own default read timeout (smfi_settimeout): an MTA may keep a milter connection quiet this long between commands. */
+export const DEFAULT_MILTER_IDLE_TIMEOUT = '7210s';
+/** Open connections per listener: far above Postfix's default_process_limit (100 smtpd, each holding one), room for several MX hosts sharing one Levee. */
+export const DEFAULT_MAX_CONNECTIONS = 4096;
+
+/** A listener's cap on open connections. */
+const maxConnections = z
+  .int({ error: 'expected a whole number of connections' })
+  .min(1)
+  .max(1_000_000)
+  .default(DEFAULT_MAX_CONNECTIONS);
 
 /**
  * A top-level section: absent or empty (`log:` with everything below
@@ -1175,8 +1187,21 @@ export const configSchema = z
         idle_timeout: duration
           .prefault(DEFAULT_IDLE_TIMEOUT)
           .meta(doc("Close a policy connection idle this long; keep it above Postfix's smtpd_policy_service_max_idle (300s) so Postfix closes first.")),
+        max_connections: maxConnections.meta(
+          doc('Open policy connections at most, per listener; a connection beyond it is closed at once (Postfix retries, then applies smtpd_policy_service_default_action), counted in levee_connections_refused_total. Changes apply at reload.'),
+        ),
       }),
     ).meta(doc('How the listeners answer when things go wrong.')),
+    milter: section(
+      z.strictObject({
+        idle_timeout: duration
+          .prefault(DEFAULT_MILTER_IDLE_TIMEOUT)
+          .meta(doc("Close a milter connection on which the MTA has sent nothing this long (libmilter's default, 7210s); keep it above the MTA's own SMTP command timeouts, since the milter connection lasts the whole SMTP session. Applies to connections opened after a reload.")),
+        max_connections: maxConnections.meta(
+          doc('Open milter connections at most, per listener; a connection beyond it is closed at once (the MTA applies milter_default_action or the F= flag), counted in levee_connections_refused_total. Changes apply at reload.'),
+        ),
+      }),
+    ).meta(doc('Limits of the milter listeners (the failure answer is policy.fail_action).')),
     load: section(loadSection).meta(doc('Outbreak mode: sample load and queue pressure and step through tiers normal, delay (slow answers), shed (skip content checks), refuse (tempfail new connections), with hysteresis.')),
     batv: z
       .strictObject({
@@ -1266,7 +1291,8 @@ export const configSchema = z
       metrics: { listen: c.metrics.listen },
       counters: compact({ backend: c.counters.backend, maxKeys: c.counters.max_keys, redis: c.counters.redis, snapshot: c.counters.snapshot }),
       log: { level: c.log.level, buffered: c.log.buffered, redact: c.log.redact, redactKeyFile: c.log.redact_key_file },
-      policy: { failAction: c.policy.fail_action, idleTimeoutMs: c.policy.idle_timeout },
+      policy: { failAction: c.policy.fail_action, idleTimeoutMs: c.policy.idle_timeout, maxConnections: c.policy.max_connections },
+      milter: { idleTimeoutMs: c.milter.idle_timeout, maxConnections: c.milter.max_connections },
       recipients: { file: c.recipients.file },
       load: c.load,
       batv: c.batv,

@@ -27,6 +27,10 @@ log:
 policy:
   fail_action: tempfail
   idle_timeout: 5m
+  max_connections: 300
+milter:
+  idle_timeout: 1h
+  max_connections: 200
 rules:
   - name: allow-backup-mx
     description: our secondary MX relays everything
@@ -77,7 +81,8 @@ describe('valid config', () => {
     expect(c.metrics.listen).toBe(false);
     expect(c.counters).toEqual({ backend: 'memory', maxKeys: 5000 });
     expect(c.log.level).toBe('debug');
-    expect(c.policy).toEqual({ failAction: 'tempfail', idleTimeoutMs: 300_000 });
+    expect(c.policy).toEqual({ failAction: 'tempfail', idleTimeoutMs: 300_000, maxConnections: 300 });
+    expect(c.milter).toEqual({ idleTimeoutMs: 3_600_000, maxConnections: 200 });
     expect(c.rules.map((r) => r.name)).toEqual(['allow-backup-mx', 'block-bad-helo', 'per-net']);
     const [allow, block, net] = c.rules;
     expect(allow?.stages).toEqual(['connect', 'rcpt']);
@@ -99,7 +104,8 @@ describe('valid config', () => {
     expect(c.metrics.listen).toEqual({ host: '127.0.0.1', port: 9469, text: '127.0.0.1:9469' });
     expect(c.counters).toEqual({ backend: 'memory', maxKeys: 1_000_000 });
     expect(c.log.level).toBe('info');
-    expect(c.policy).toEqual({ failAction: 'continue', idleTimeoutMs: 330_000 });
+    expect(c.policy).toEqual({ failAction: 'continue', idleTimeoutMs: 330_000, maxConnections: 4096 });
+    expect(c.milter).toEqual({ idleTimeoutMs: 7_210_000, maxConnections: 4096 });
     expect(c.rules).toEqual([]);
   });
 
@@ -191,6 +197,12 @@ describe('issues point at file:line:col with a dotted path', () => {
   test('wrong type', () => {
     const text = ['rules:', '  - name: a', '    action: tempfail', '    limit:', '      key: "{client_address}"', '      max: lots', '      window: 1m', ''].join('\n');
     expect(errors(text)).toEqual(['levee.yaml:6:12: rules.0.limit.max: expected a whole number']);
+  });
+
+  test('connection caps and the milter idle timeout are checked', () => {
+    expect(errors('milter:\n  max_connections: 0\n')).toEqual([expect.stringMatching(/^levee\.yaml:2:20: milter\.max_connections: /)]);
+    expect(errors('policy:\n  max_connections: many\n')).toEqual(['levee.yaml:2:20: policy.max_connections: expected a whole number of connections']);
+    expect(errors('milter:\n  idle_timeout: soon\n')).toEqual([expect.stringMatching(/^levee\.yaml:2:17: milter\.idle_timeout: /)]);
   });
 
   test('bad duration', () => {
