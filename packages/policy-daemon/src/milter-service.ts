@@ -186,27 +186,35 @@ export function createMilterService(options: MilterServiceOptions): MilterServic
       }
       return known;
     };
-    const facts = (ctx: MilterContext, stage: Stage, extra: Partial<Facts> = {}): Facts => {
+    const facts = (ctx: MilterContext, stage: Stage, extra?: Partial<Facts>): Facts => {
       const connect = ctx.connection.connect;
       const sender = ctx.message?.sender;
       const sasl = ctx.macro('{auth_authen}');
       const queueId = ctx.macro('i');
       const name = connect?.hostname;
-      return {
-        protocol: 'milter',
-        stage,
-        ...(connect?.address !== undefined && (connect.family === '4' || connect.family === '6') ? clientFacts(connect as { readonly address: string }) : {}),
-        ...(connect?.port !== undefined && connect.port > 0 ? { clientPort: connect.port } : {}),
-        ...(name !== undefined && name !== '' && !name.startsWith('[') ? { clientName: name.toLowerCase() } : {}),
-        ...(ctx.connection.helo !== undefined && ctx.connection.helo !== '' ? { heloName: ctx.connection.helo } : {}),
-        ...(sender !== undefined ? { sender: unbracket(sender.address) } : {}),
-        ...(sasl !== undefined && sasl !== '' ? { saslUsername: sasl, saslMethod: ctx.macro('{auth_type}') ?? '' } : {}),
-        ...(queueId !== undefined && queueId !== '' ? { queueId } : {}),
-        instance: message.transaction,
-        ...(counted ? { totalConcurrency: total } : {}),
-        ...(counted && clientKey !== undefined ? { clientConcurrency: perClient.get(clientKey) ?? 0 } : {}),
-        ...extra,
-      };
+      const helo = ctx.connection.helo;
+      // Assigned field by field, in the order the spreads had them: one-field object
+      // spreads cost more than the rest of this function (as in policy-facts.ts), and
+      // this runs for each of the ~10 decisions of a message.
+      const f: Mutable<Facts> = { protocol: 'milter', stage };
+      if (connect?.address !== undefined && (connect.family === '4' || connect.family === '6')) {
+        const client = clientFacts(connect as { readonly address: string });
+        f.clientAddress = client.clientAddress;
+        if (client.clientIp !== undefined) f.clientIp = client.clientIp;
+      }
+      if (connect?.port !== undefined && connect.port > 0) f.clientPort = connect.port;
+      if (name !== undefined && name !== '' && !name.startsWith('[')) f.clientName = name.toLowerCase();
+      if (helo !== undefined && helo !== '') f.heloName = helo;
+      if (sender !== undefined) f.sender = unbracket(sender.address);
+      if (sasl !== undefined && sasl !== '') {
+        f.saslUsername = sasl;
+        f.saslMethod = ctx.macro('{auth_type}') ?? '';
+      }
+      if (queueId !== undefined && queueId !== '') f.queueId = queueId;
+      f.instance = message.transaction;
+      if (counted) f.totalConcurrency = total;
+      if (counted && clientKey !== undefined) f.clientConcurrency = perClient.get(clientKey) ?? 0;
+      return extra === undefined ? f : Object.assign(f, extra);
     };
 
     /** Decide, record, and hand back the verdict (the fail action if deciding failed). */
@@ -244,9 +252,9 @@ export function createMilterService(options: MilterServiceOptions): MilterServic
       return verdictToMilterResponse(verdict);
     };
 
-    const at = (stage: Stage, extra: (ctx: MilterContext) => Partial<Facts> = () => ({})) => {
+    const at = (stage: Stage, extra?: (ctx: MilterContext) => Partial<Facts>) => {
       return (ctx: MilterContext): MilterResponse | Promise<MilterResponse> => {
-        const verdict = decideStage(facts(ctx, stage, extra(ctx)));
+        const verdict = decideStage(facts(ctx, stage, extra?.(ctx)));
         return verdict instanceof Promise ? verdict.then((v) => after(respond(v, stage), v.delayMs)) : after(respond(verdict, stage), verdict.delayMs);
       };
     };
@@ -375,3 +383,5 @@ export function createMilterService(options: MilterServiceOptions): MilterServic
     },
   };
 }
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
