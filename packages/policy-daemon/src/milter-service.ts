@@ -38,7 +38,7 @@ import {
   type MilterResponse,
   type MilterWanted,
 } from '@levee/milter-proto';
-import { canonicalIp, formatIp, parseIp, type FailAction, type IpAddress, type Facts, type HeaderToAdd, type MessageFacts, type Stage, type Verdict } from '@levee/rules';
+import { canonicalIp, parseCanonicalIp, type FailAction, type IpAddress, type Facts, type HeaderToAdd, type MessageFacts, type Stage, type Verdict } from '@levee/rules';
 import { decideFacts, failVerdict, type DeciderDeps, type DecisionOutcome } from './decider.js';
 import { recordDecision } from './decision-record.js';
 import type { Redactor } from './log-redaction.js';
@@ -180,8 +180,8 @@ export function createMilterService(options: MilterServiceOptions): MilterServic
     const clientFacts = (connect: { readonly address: string }): { readonly clientAddress: string; readonly clientIp?: IpAddress } => {
       let known = clients.get(connect);
       if (known === undefined) {
-        const ip = parseIp(connect.address);
-        known = ip === undefined ? { clientAddress: connect.address.toLowerCase() } : { clientAddress: formatIp(ip), clientIp: ip };
+        const parsed = parseCanonicalIp(connect.address);
+        known = parsed === undefined ? { clientAddress: connect.address.toLowerCase() } : { clientAddress: parsed.text, clientIp: parsed.ip };
         clients.set(connect, known);
       }
       return known;

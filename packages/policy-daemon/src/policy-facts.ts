@@ -7,7 +7,7 @@
  */
 
 import type { PolicyRequest } from '@levee/milter-proto';
-import { formatIp, parseIp, type Facts, type IpAddress, type Stage } from '@levee/rules';
+import { parseCanonicalIp, type Facts, type IpAddress, type Stage } from '@levee/rules';
 
 const STAGE_OF_STATE: Readonly<Record<string, Stage>> = {
   CONNECT: 'connect',
@@ -90,30 +90,11 @@ function bareAddress(value: string | undefined): string | undefined {
 
 const IPV6_TAG = /^ipv6:/i;
 
-/**
- * formatIp(ip), but `address` itself when it already is that text: Postfix
- * sends IPv4 addresses in canonical form, and this runs once per request.
- */
-function canonicalText(address: string, ip: IpAddress): string {
-  if (ip.family !== 4) return formatIp(ip);
-  // A parsed IPv4 address is digits and dots; it is canonical unless an octet has a leading zero.
-  for (let i = 0; i < address.length - 1; i++) {
-    const c = address.charCodeAt(i);
-    if (c < 0x30 || c > 0x39) {
-      if (c !== 0x2e) return formatIp(ip);
-    } else if (c === 0x30 && (i === 0 || address.charCodeAt(i - 1) === 0x2e) && address.charCodeAt(i + 1) !== 0x2e) {
-      return formatIp(ip);
-    }
-  }
-  return address;
-}
-
 /** The canonical text of an address and the parsed address; text that is not an address is kept, lowercased. */
 function clientAddress(value: string | undefined): { readonly text: string; readonly ip: IpAddress | undefined } | undefined {
   const address = bareAddress(value);
   if (address === undefined) return undefined;
-  const ip = parseIp(address);
-  return { text: ip === undefined ? address.toLowerCase() : canonicalText(address, ip), ip };
+  return parseCanonicalIp(address) ?? { text: address.toLowerCase(), ip: undefined };
 }
 
 function normaliseAddress(value: string | undefined): string | undefined {

@@ -5,9 +5,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect } from 'node:net';
-import { createPolicyClient } from '@levee/milter-proto';
-import { rcptRequest } from './support/daemon.js';
+import { askOnce } from './support/daemon.js';
 
 jest.setTimeout(30_000);
 
@@ -215,15 +213,6 @@ describe('levee run', () => {
     for (let i = 0; i < 100 && !output.includes(text); i++) await new Promise((r) => setTimeout(r, 50));
     expect(output).toContain(text);
   };
-  const ask = async (port: number, overrides: Record<string, string>): Promise<string> => {
-    const socket = connect({ host: '127.0.0.1', port });
-    const client = createPolicyClient(socket, { timeoutMs: 5000 });
-    try {
-      return (await client.request(rcptRequest(overrides))).action;
-    } finally {
-      client.close();
-    }
-  };
 
   test('serves a config file; SIGHUP reloads it, a bad file keeps the old rules; SIGTERM exits 0', async () => {
     const port = await freePort();
@@ -232,19 +221,19 @@ describe('levee run', () => {
       `listen: { policy: ["inet:127.0.0.1:${port}"], milter: [] }\nmetrics: { listen: false }\nadmin: { listen: false }\nrules:\n  - name: block\n    match: { sender: ["${sender}"] }\n    action: reject\n    text: "Blocked"\n`;
     writeFileSync(file, config('@one.example'));
     await start(['--config', file]);
-    expect(await ask(port, { sender: 'x@one.example' })).toBe('550 5.7.1 Blocked');
+    expect(await askOnce(port, { sender: 'x@one.example' })).toBe('550 5.7.1 Blocked');
 
     writeFileSync(file, config('@two.example'));
     child?.kill('SIGHUP');
     await waitFor('configuration reloaded');
-    expect(await ask(port, { sender: 'x@one.example' })).toBe('DUNNO');
-    expect(await ask(port, { sender: 'x@two.example' })).toBe('550 5.7.1 Blocked');
+    expect(await askOnce(port, { sender: 'x@one.example' })).toBe('DUNNO');
+    expect(await askOnce(port, { sender: 'x@two.example' })).toBe('550 5.7.1 Blocked');
 
     writeFileSync(file, 'rules:\n  - name: broken\n    action: explode\n');
     child?.kill('SIGHUP');
     await waitFor('reload failed, keeping the running configuration');
     expect(output).toMatch(/run\.yaml:3:\d+: rules\.0\.action/);
-    expect(await ask(port, { sender: 'x@two.example' })).toBe('550 5.7.1 Blocked');
+    expect(await askOnce(port, { sender: 'x@two.example' })).toBe('550 5.7.1 Blocked');
 
     const exited = new Promise<number | null>((resolve) => child?.once('exit', (code) => resolve(code)));
     child?.kill('SIGTERM');
@@ -262,7 +251,7 @@ describe('levee run', () => {
     await start([]);
     expect(output).toContain('"listen":"inet:127.0.0.1:10031"');
     expect(output).toContain('"config":"<embedded defaults>"');
-    expect(await ask(10031, {})).toBe('DUNNO');
+    expect(await askOnce(10031, {})).toBe('DUNNO');
     const exited = new Promise<number | null>((resolve) => child?.once('exit', (code) => resolve(code)));
     child?.kill('SIGTERM');
     expect(await exited).toBe(0);

@@ -3,14 +3,13 @@
 // process stopped with SIGTERM), damaged files, and which counters a reload keeps.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createPolicyClient } from '@levee/milter-proto';
 import { loadConfigText } from '../src/config-file.js';
 import { readSnapshot, writeSnapshot } from '../src/counter-snapshot.js';
 import { createMemoryStore } from '../src/memory-store.js';
-import { rcptRequest, startTestDaemon, type TestDaemon } from './support/daemon.js';
+import { askOnce, rcptRequest, startTestDaemon, type TestDaemon } from './support/daemon.js';
 
 jest.setTimeout(60_000);
 
@@ -220,15 +219,6 @@ describe('levee run (a real process): SIGTERM writes the snapshot, the next star
       proc.once('exit', () => reject(new Error(`levee exited:\n${output}`)));
     });
 
-  const askPort = async (port: number, sender: string): Promise<string> => {
-    const socket = connect({ host: '127.0.0.1', port });
-    const client = createPolicyClient(socket, { timeoutMs: 5000 });
-    try {
-      return (await client.request(rcptRequest({ sender }))).action;
-    } finally {
-      client.close();
-    }
-  };
 
   test('10 requests, SIGTERM, start again: the 11th is refused', async () => {
     if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run "tsc -b" first`);
@@ -237,12 +227,12 @@ describe('levee run (a real process): SIGTERM writes the snapshot, the next star
     const file = join(dir, 'cli.yaml');
     writeFileSync(file, `listen: { policy: ["inet:127.0.0.1:${port}"], milter: [] }\nmetrics: { listen: false }\nadmin: { listen: false }\n${config(snapshot)}`);
     const first = await start(file);
-    for (let i = 0; i < 10; i++) expect(await askPort(port, 'cli@example.net')).toBe('DUNNO');
+    for (let i = 0; i < 10; i++) expect(await askOnce(port, { sender: 'cli@example.net' })).toBe('DUNNO');
     const exited = new Promise<number | null>((resolve) => first.once('exit', (code) => resolve(code)));
     first.kill('SIGTERM');
     expect(await exited).toBe(0);
 
     await start(file);
-    expect(await askPort(port, 'cli@example.net')).toBe('550 5.7.1 too many');
+    expect(await askOnce(port, { sender: 'cli@example.net' })).toBe('550 5.7.1 too many');
   });
 });

@@ -8,9 +8,9 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, wri
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createMilterClient, createPolicyClient } from '@levee/milter-proto';
+import { createMilterClient } from '@levee/milter-proto';
 import { CLI, startCli, type RunningCli } from './support/cli.js';
-import { rcptRequest, startTestDaemon } from './support/daemon.js';
+import { askOnce, rcptRequest, startTestDaemon } from './support/daemon.js';
 import { tryListen, unshareBinary } from './support/process-tools.js';
 
 jest.setTimeout(60_000);
@@ -37,15 +37,6 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function ask(port: number, overrides: Record<string, string>): Promise<string> {
-  const socket = connect({ host: '127.0.0.1', port });
-  const client = createPolicyClient(socket, { timeoutMs: 5000 });
-  try {
-    return (await client.request(rcptRequest(overrides))).action;
-  } finally {
-    client.close();
-  }
-}
 
 /** The value of one metric sample (0 when absent). */
 async function metric(port: number, sample: string): Promise<number> {
@@ -70,7 +61,7 @@ describe('SIGHUP with a broken config file: the running config keeps serving', (
     writeFileSync(file, listenConfig(policy, metrics) + blockRule('one.example'), { mode: 0o644 });
     levee = await startCli(['run', '--config', file], { uid: NOBODY, gid: NOBODY });
     const running = levee;
-    expect(await ask(policy, { sender: 'x@one.example' })).toBe('550 5.7.1 Blocked');
+    expect(await askOnce(policy, { sender: 'x@one.example' })).toBe('550 5.7.1 Blocked');
     const failures = (): Record<string, unknown>[] => running.logs().filter((l) => l['msg'] === 'reload failed, keeping the running configuration');
 
     // 1. The file is gone.
@@ -79,7 +70,7 @@ describe('SIGHUP with a broken config file: the running config keeps serving', (
     await running.waitFor('reload failed', 1);
     expect(failures()[0]).toMatchObject({ level: 50, config: file, errors: [expect.stringMatching(new RegExp(`^${file}: cannot read: ENOENT`))] });
     expect(await metric(metrics, FAILED)).toBe(1);
-    expect(await ask(policy, { sender: 'x@one.example' })).toBe('550 5.7.1 Blocked');
+    expect(await askOnce(policy, { sender: 'x@one.example' })).toBe('550 5.7.1 Blocked');
 
     // 2. The file is back, but the daemon's user cannot read it.
     writeFileSync(file, listenConfig(policy, metrics) + blockRule('two.example'), { mode: 0o000 });
@@ -88,8 +79,8 @@ describe('SIGHUP with a broken config file: the running config keeps serving', (
     await running.waitFor('reload failed', 2);
     expect(failures()[1]).toMatchObject({ config: file, errors: [expect.stringMatching(new RegExp(`^${file}: cannot read: EACCES`))] });
     expect(await metric(metrics, FAILED)).toBe(2);
-    expect(await ask(policy, { sender: 'x@one.example' })).toBe('550 5.7.1 Blocked');
-    expect(await ask(policy, { sender: 'x@two.example' })).toBe('DUNNO');
+    expect(await askOnce(policy, { sender: 'x@one.example' })).toBe('550 5.7.1 Blocked');
+    expect(await askOnce(policy, { sender: 'x@two.example' })).toBe('DUNNO');
 
     // 3. Readable, but a regex in it can backtrack catastrophically.
     writeFileSync(file, listenConfig(policy, metrics) + blockRule('two.example', ', "/^(a|a)*$/"'));
@@ -101,14 +92,14 @@ describe('SIGHUP with a broken config file: the running config keeps serving', (
       errors: [expect.stringMatching(new RegExp(`^${file}:\\d+:\\d+: rules\\.0\\.match\\.sender\\.1: rule block: regex /\\^\\(a\\|a\\)\\*\\$/ can backtrack catastrophically`))],
     });
     expect(await metric(metrics, FAILED)).toBe(3);
-    expect(await ask(policy, { sender: 'x@one.example' })).toBe('550 5.7.1 Blocked');
+    expect(await askOnce(policy, { sender: 'x@one.example' })).toBe('550 5.7.1 Blocked');
 
     // 4. Fixed: the same path reloads (so the failures above were the file's, not the setup's).
     writeFileSync(file, listenConfig(policy, metrics) + blockRule('two.example'));
     running.child.kill('SIGHUP');
     await running.waitFor('configuration reloaded');
-    expect(await ask(policy, { sender: 'x@two.example' })).toBe('550 5.7.1 Blocked');
-    expect(await ask(policy, { sender: 'x@one.example' })).toBe('DUNNO');
+    expect(await askOnce(policy, { sender: 'x@two.example' })).toBe('550 5.7.1 Blocked');
+    expect(await askOnce(policy, { sender: 'x@one.example' })).toBe('DUNNO');
     expect(await metric(metrics, 'levee_config_reloads_total{outcome="ok"}')).toBe(1);
     expect(await metric(metrics, FAILED)).toBe(3);
   });
@@ -140,16 +131,16 @@ describe('disk full under counters.snapshot', () => {
       env: { SNAPSHOTS: snapshots, NODE: process.execPath, CLI, CONFIG: file },
     });
     const running = levee;
-    expect(await ask(policy, { sender: 'a@example.net' })).toBe('DUNNO');
+    expect(await askOnce(policy, { sender: 'a@example.net' })).toBe('DUNNO');
     await running.waitFor('counter snapshot failed', 1, 15_000);
     const failed = running.logs().find((l) => l['msg'] === 'counter snapshot failed');
     expect(failed).toMatchObject({ level: 50, file: snapshot, err: expect.stringContaining('ENOSPC') });
     expect(await metric(metrics, 'levee_counter_snapshots_total{outcome="failed"}')).toBeGreaterThanOrEqual(1);
     expect(await metric(metrics, 'levee_counter_snapshots_total{outcome="ok"}')).toBe(0);
     // Mail still flows, counted as before.
-    for (let i = 0; i < 5; i++) expect(await ask(policy, { sender: 'a@example.net' })).toBe('DUNNO');
+    for (let i = 0; i < 5; i++) expect(await askOnce(policy, { sender: 'a@example.net' })).toBe('DUNNO');
     await running.waitFor('counter snapshot failed', 2, 15_000);
-    expect(await ask(policy, { sender: 'b@example.net' })).toBe('DUNNO');
+    expect(await askOnce(policy, { sender: 'b@example.net' })).toBe('DUNNO');
     // The full filesystem was the daemon's alone.
     expect(readdirSync(snapshots)).toEqual([]);
     expect(await running.stop()).toBe(0);

@@ -10,7 +10,7 @@ import { compileRules, loadConfig } from '@levee/rules';
 import type { Evidence } from '../src/evidence.js';
 import { createRedactor, redactToken, showEvidence } from '../src/log-redaction.js';
 import { runCli, startCli, type RunningCli } from './support/cli.js';
-import { rcptRequest, startTestDaemon, type TestDaemon } from './support/daemon.js';
+import { askOnce, rcptRequest, startTestDaemon, type TestDaemon } from './support/daemon.js';
 import { tryListen } from './support/process-tools.js';
 
 jest.setTimeout(30_000);
@@ -184,15 +184,6 @@ describe('levee run with log.redact_key_file (a real process)', () => {
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  const ask = async (port: number): Promise<void> => {
-    const socket = connect({ host: '127.0.0.1', port });
-    const client = createPolicyClient(socket, { timeoutMs: 5000 });
-    try {
-      await client.request(rcptRequest(AUTH));
-    } finally {
-      client.close();
-    }
-  };
 
   test('stdout carries the token from the key file, the same after a restart; a missing key file is a config error', async () => {
     const port = await tryListen('127.0.0.1', 0);
@@ -208,7 +199,7 @@ describe('levee run with log.redact_key_file (a real process)', () => {
     const tokens: unknown[] = [];
     for (let run = 0; run < 2; run++) {
       levee = await startCli(['run', '--config', file]);
-      await ask(port);
+      await askOnce(port, AUTH);
       await levee.waitFor('"msg":"decision"');
       tokens.push(levee.logs().find((l) => l['msg'] === 'decision')?.['sasl']);
       expect(levee.output()).not.toMatch(/alice|bob@/i);

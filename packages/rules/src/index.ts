@@ -10,7 +10,7 @@ export type { Action, CounterEvidence, HeaderToAdd, Verdict, WouldHaveActed } fr
 export { ACTIONS, CONTINUE } from './verdict.js';
 
 export type { Cidr, CidrMatcher, IpAddress, IpFamily } from './ip.js';
-export { canonicalIp, cidrContains, cidrHasHostBits, compileCidrList, formatCidr, formatIp, networkKey, parseCidr, parseIp } from './ip.js';
+export { canonicalIp, parseCanonicalIp, cidrContains, cidrHasHostBits, compileCidrList, formatCidr, formatIp, networkKey, parseCidr, parseIp } from './ip.js';
 
 export type { WindowSpec, WindowState } from './sliding-window.js';
 export {

@@ -211,8 +211,20 @@ export function formatIp(addr: IpAddress): string {
 
 /** Canonical text of an address given as text, or undefined when it is not an address. */
 export function canonicalIp(text: string): string | undefined {
-  const a = parseIp(text);
-  return a === undefined ? undefined : formatIp(a);
+  return parseCanonicalIp(text)?.text;
+}
+
+/**
+ * The parsed address and its canonical text (formatIp). A plain dotted quad is
+ * its own canonical text: parseIp takes the IPv4 path only for text without
+ * ":" and accepts only four decimal octets without leading zeros, so the text
+ * given is reused instead of formatted again (this runs once per request).
+ */
+export function parseCanonicalIp(text: string): { readonly ip: IpAddress; readonly text: string } | undefined {
+  const ip = parseIp(text);
+  if (ip === undefined) return undefined;
+  const plainQuad = ip.family === 4 && text.charCodeAt(0) !== 0x5b /* [ */ && text.indexOf(':') < 0;
+  return { ip, text: plainQuad ? text : formatIp(ip) };
 }
 
 /** networkKey for IPv4 and a prefix on an octet boundary (/8, /16, /24 are what rules use): no intermediate bytes. */

@@ -7,6 +7,7 @@ import {
   formatCidr,
   formatIp,
   networkKey,
+  parseCanonicalIp,
   parseCidr,
   parseIp,
   type Cidr,
@@ -50,6 +51,17 @@ describe('parseIp', () => {
     expect([...a.bytes]).toEqual([192, 0, 2, 7]);
     expect(canonicalIp('::FFFF:c000:0207')).toBe('192.0.2.7');
     expect(canonicalIp('IPv6:::ffff:192.0.2.7')).toBe('192.0.2.7');
+  });
+
+  test('parseCanonicalIp: the parsed address and formatIp of it, whatever form the text had', () => {
+    for (const text of ['192.0.2.7', '0.0.0.0', '255.255.255.255', '[192.0.2.7]', '::ffff:192.0.2.7', 'IPv6:::FFFF:192.0.2.7', '2001:DB8::1', '[IPv6:2001:db8::1]']) {
+      const parsed = parseCanonicalIp(text);
+      const ip = parseIp(text);
+      if (ip === undefined) throw new Error(`${text} should parse`);
+      expect(parsed).toEqual({ ip, text: formatIp(ip) });
+    }
+    expect(parseCanonicalIp('192.0.2.07')).toBeUndefined();
+    expect(parseCanonicalIp('not an address')).toBeUndefined();
   });
 
   test('IPv6: prefix and brackets as in SMTP address literals', () => {

@@ -116,6 +116,17 @@ export async function startTestDaemon(yaml: string, options: TestDaemonOptions =
   return handle;
 }
 
+/** One rcptRequest(overrides) on a new connection to a policy listener at 127.0.0.1:`port` (a daemon in another process); its action. */
+export async function askOnce(port: number, overrides: Record<string, string> = {}): Promise<string> {
+  const socket = connect({ host: '127.0.0.1', port });
+  const client = createPolicyClient(socket, { timeoutMs: 5000 });
+  try {
+    return (await client.request(rcptRequest(overrides))).action;
+  } finally {
+    client.close();
+  }
+}
+
 /** A RCPT-stage request as Postfix 3.7 sends it, with overrides. */
 export function rcptRequest(overrides: Record<string, string> = {}): Record<string, string> {
   return {
