@@ -30,9 +30,9 @@ import type { Logger } from './logger.js';
 import { createMemoryStore, type MemoryStore } from './memory-store.js';
 import type { Metrics } from './metrics.js';
 import type { RedisClient } from './redis-store.js';
+import { createLogLimiter, LOG_INTERVAL_MS } from './log-limiter.js';
 import { createMemorySharedList, type SharedCodec, type SharedList, type SharedRecord } from './shared-list.js';
 
-export const LOG_INTERVAL_MS = 10_000;
 
 export interface CounterBackend {
   readonly backend: BackendName;
@@ -64,23 +64,6 @@ export interface CounterBackendOptions {
   readonly monotonic?: () => number;
   /** Local store to use (the daemon creates it first so metrics can read its size). */
   readonly local?: MemoryStore;
-}
-
-/** A log call allowed at most once per interval; returns how many were suppressed before it, or undefined when suppressed. */
-function createLogLimiter(intervalMs: number, clock: () => number): () => number | undefined {
-  let last = Number.NEGATIVE_INFINITY;
-  let suppressed = 0;
-  return () => {
-    const t = clock();
-    if (t - last < intervalMs) {
-      suppressed++;
-      return undefined;
-    }
-    last = t;
-    const n = suppressed;
-    suppressed = 0;
-    return n;
-  };
 }
 
 /** How long a start waits for the first Redis connection. */

@@ -45,7 +45,7 @@ export interface DeciderDeps {
   /** The states of contained customers (limits with `contain`). */
   readonly containment?: ContainmentReader;
   /** The postmaster's block list (levee block): the entry blocking this client, if any. */
-  readonly blocked?: (address: string | undefined) => BlockEntry | undefined;
+  readonly blocked?: (facts: Facts) => BlockEntry | undefined;
 }
 
 /** A decision Levee makes itself, before any rule: one trail entry naming why. */
@@ -109,7 +109,7 @@ export type DecisionOutcome = { readonly ok: true; readonly decision: Decision }
 export function decideFacts(facts: Facts, deps: DeciderDeps): DecisionOutcome | Promise<DecisionOutcome> {
   try {
     deps.observe?.(facts);
-    const block = deps.blocked?.(facts.clientAddress);
+    const block = deps.blocked?.(facts);
     if (block !== undefined) return seen(facts, blockDecision(facts.stage, block), deps);
     const tier = deps.tier?.() ?? 'normal';
     if (tier === 'refuse' && REFUSE_STAGES.has(facts.stage)) return seen(facts, refuseDecision(facts.stage), deps);

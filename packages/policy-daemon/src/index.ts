@@ -17,6 +17,7 @@ export * from './offline-run.js';
 export * from './zip-names.js';
 export * from './load-monitor.js';
 export * from './counter-backend.js';
+export * from './log-limiter.js';
 export * from './redis-store.js';
 export * from './fallback-store.js';
 export * from './circuit-breaker.js';

@@ -6,7 +6,7 @@
  * ripples into rule code. Absent information is `undefined`, never "".
  */
 
-import type { IpAddress } from './ip.js';
+import { parseIp, type IpAddress } from './ip.js';
 
 /** Stage - where in the SMTP dialogue the MTA asks. */
 export type Stage = 'connect' | 'helo' | 'mail' | 'rcpt' | 'data' | 'eom' | 'vrfy' | 'etrn';
@@ -99,4 +99,9 @@ export interface MessageFacts {
   readonly returnedReceived?: readonly string[];
   /** Body bytes as received. */
   readonly bodyBytes: number;
+}
+
+/** The client address parsed: `clientIp` when whoever built the Facts parsed it (the listeners do), else parsed here. */
+export function clientIpOf(facts: Facts): IpAddress | undefined {
+  return facts.clientIp ?? (facts.clientAddress === undefined ? undefined : parseIp(facts.clientAddress));
 }

@@ -5,7 +5,7 @@
  */
 
 export type { AttachmentFact, Facts, HeaderFact, MessageFacts, Protocol, Stage } from './facts.js';
-export { STAGES } from './facts.js';
+export { clientIpOf, STAGES } from './facts.js';
 export type { Action, CounterEvidence, HeaderToAdd, Verdict, WouldHaveActed } from './verdict.js';
 export { ACTIONS, CONTINUE } from './verdict.js';
 
