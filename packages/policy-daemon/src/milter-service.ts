@@ -38,7 +38,7 @@ import {
   type MilterResponse,
   type MilterWanted,
 } from '@levee/milter-proto';
-import { canonicalIp, parseCanonicalIp, type FailAction, type IpAddress, type Facts, type HeaderToAdd, type MessageFacts, type Stage, type Verdict } from '@levee/rules';
+import { canonicalIp, parseCanonicalIp, type FailAction, type IpAddress, type Facts, type FactsDraft, type HeaderToAdd, type MessageFacts, type Stage, type Verdict } from '@levee/rules';
 import { decideFacts, failVerdict, type DeciderDeps, type DecisionOutcome } from './decider.js';
 import { recordDecision } from './decision-record.js';
 import type { Redactor } from './log-redaction.js';
@@ -196,7 +196,7 @@ export function createMilterService(options: MilterServiceOptions): MilterServic
       // Assigned field by field, in the order the spreads had them: one-field object
       // spreads cost more than the rest of this function (as in policy-facts.ts), and
       // this runs for each of the ~10 decisions of a message.
-      const f: Mutable<Facts> = { protocol: 'milter', stage };
+      const f: FactsDraft = { protocol: 'milter', stage };
       if (connect?.address !== undefined && (connect.family === '4' || connect.family === '6')) {
         const client = clientFacts(connect as { readonly address: string });
         f.clientAddress = client.clientAddress;
@@ -383,5 +383,3 @@ export function createMilterService(options: MilterServiceOptions): MilterServic
     },
   };
 }
-
-type Mutable<T> = { -readonly [K in keyof T]: T[K] };

@@ -7,7 +7,7 @@
  */
 
 import type { PolicyRequest } from '@levee/milter-proto';
-import { parseCanonicalIp, type Facts, type IpAddress, type Stage } from '@levee/rules';
+import { parseCanonicalIp, type Facts, type FactsDraft, type IpAddress, type Stage } from '@levee/rules';
 
 const STAGE_OF_STATE: Readonly<Record<string, Stage>> = {
   CONNECT: 'connect',
@@ -36,7 +36,7 @@ export function policyRequestToFacts(request: PolicyRequest): PolicyFactsResult 
   if (stage === undefined) return { ok: false, problem: `unknown protocol_state=${JSON.stringify(state)}` };
   // Assigned field by field, in the order of the Facts type: object spreads
   // of one-field objects here cost more than the rest of the conversion.
-  const facts: Mutable<Facts> = { protocol: 'policy', stage };
+  const facts: FactsDraft = { protocol: 'policy', stage };
   let v: string | number | undefined;
   const client = clientAddress(request.client_address);
   if (client !== undefined) {
@@ -65,8 +65,6 @@ export function policyRequestToFacts(request: PolicyRequest): PolicyFactsResult 
   if (request.stress === 'yes') facts.stress = true;
   return { ok: true, facts };
 }
-
-type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 function text(value: string | undefined): string | undefined {
   return value === undefined || value === '' ? undefined : value;

@@ -101,6 +101,13 @@ export interface MessageFacts {
   readonly bodyBytes: number;
 }
 
+/**
+ * Facts while a listener fills them in, field by field: assignment, not
+ * one-field object spreads, which cost more per request than the rest of the
+ * conversion (profiled on both listeners).
+ */
+export type FactsDraft = { -readonly [K in keyof Facts]: Facts[K] };
+
 /** The client address parsed: `clientIp` when whoever built the Facts parsed it (the listeners do), else parsed here. */
 export function clientIpOf(facts: Facts): IpAddress | undefined {
   return facts.clientIp ?? (facts.clientAddress === undefined ? undefined : parseIp(facts.clientAddress));

@@ -4,7 +4,7 @@
  * port. Pure: no sockets, no files, no clock (`now` is always passed in).
  */
 
-export type { AttachmentFact, Facts, HeaderFact, MessageFacts, Protocol, Stage } from './facts.js';
+export type { AttachmentFact, Facts, FactsDraft, HeaderFact, MessageFacts, Protocol, Stage } from './facts.js';
 export { clientIpOf, STAGES } from './facts.js';
 export type { Action, CounterEvidence, HeaderToAdd, Verdict, WouldHaveActed } from './verdict.js';
 export { ACTIONS, CONTINUE } from './verdict.js';
