@@ -4,6 +4,7 @@
  */
 
 import { readFile } from 'node:fs/promises';
+import { EX_UNAVAILABLE } from './exit-codes.js';
 
 export interface AdminTarget {
   readonly url: string;
@@ -16,6 +17,28 @@ export async function adminTarget(opts: { admin?: string; tokenFile?: string }, 
   let token = process.env['LEVEE_ADMIN_TOKEN'];
   if (opts.tokenFile !== undefined) token = (await readFile(opts.tokenFile, 'utf8')).trim();
   return { url: base.replace(/\/$/, ''), token };
+}
+
+/**
+ * adminCall - one call as the CLI makes it: the answer's body, or undefined
+ * after printing why on stderr and setting the exit code (69 when the
+ * endpoint cannot be reached, 1 for an error answer).
+ */
+export async function adminCall(target: AdminTarget, method: string, path: string, body?: unknown): Promise<unknown> {
+  let answer: { status: number; body: unknown };
+  try {
+    answer = await adminRequest(target, method, path, body);
+  } catch (error) {
+    process.stderr.write(`levee: cannot reach the admin endpoint: ${(error as Error).message}\n`);
+    process.exitCode = EX_UNAVAILABLE;
+    return undefined;
+  }
+  if (answer.status >= 400) {
+    process.stderr.write(`levee: ${(answer.body as { error?: string }).error ?? JSON.stringify(answer.body)}\n`);
+    process.exitCode = 1;
+    return undefined;
+  }
+  return answer.body;
 }
 
 /** adminRequest - one call; resolves with the HTTP status and the parsed JSON body. */

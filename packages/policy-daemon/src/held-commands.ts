@@ -13,13 +13,11 @@
 import { execFile } from 'node:child_process';
 import type { Command } from 'commander';
 import { DEFAULT_DROP_COMMAND, DEFAULT_RELEASE_COMMAND, type HeldSettings } from '@levee/rules';
-import { adminRequest, adminTarget, type AdminTarget } from './admin-client.js';
+import { adminCall, adminTarget, type AdminTarget } from './admin-client.js';
+import { EX_CONFIG } from './exit-codes.js';
 import { readConfigFile } from './config-file.js';
 import { commandFor, type HeldRecord } from './held-mail.js';
 
-/** sysexits(3) codes used here (as in program.ts). */
-const EX_UNAVAILABLE = 69;
-const EX_CONFIG = 78;
 const COMMAND_TIMEOUT_MS = 60_000;
 
 interface HeldOpts {
@@ -51,24 +49,6 @@ async function open(opts: HeldOpts): Promise<Session | undefined> {
   return { target: await adminTarget(opts, listen), held };
 }
 
-/** One admin call; failures are printed and set the exit code, and give undefined. */
-async function call(session: Session, method: string, path: string): Promise<unknown> {
-  let answer: { status: number; body: unknown };
-  try {
-    answer = await adminRequest(session.target, method, path);
-  } catch (error) {
-    process.stderr.write(`levee: cannot reach the admin endpoint: ${(error as Error).message}\n`);
-    process.exitCode = EX_UNAVAILABLE;
-    return undefined;
-  }
-  if (answer.status >= 400) {
-    process.stderr.write(`levee: ${(answer.body as { error?: string }).error ?? JSON.stringify(answer.body)}\n`);
-    process.exitCode = 1;
-    return undefined;
-  }
-  return answer.body;
-}
-
 function run(argv: readonly string[]): Promise<{ ok: boolean; output: string }> {
   const [program, ...args] = argv as [string, ...string[]];
   return new Promise((resolve) => {
@@ -92,7 +72,7 @@ export function formatHeld(records: readonly HeldRecord[]): string {
 
 /** Release or drop one held message: run the MTA's tool, then let the daemon forget it. */
 async function act(session: Session, id: string, how: 'released' | 'dropped'): Promise<boolean> {
-  const record = (await call(session, 'GET', `/held/${encodeURIComponent(id)}`)) as HeldRecord | undefined;
+  const record = (await adminCall(session.target, 'GET', `/held/${encodeURIComponent(id)}`)) as HeldRecord | undefined;
   if (record === undefined) return false;
   const argv = commandFor(how === 'released' ? session.held.releaseCommand : session.held.dropCommand, record);
   if (argv === undefined) {
@@ -108,7 +88,7 @@ async function act(session: Session, id: string, how: 'released' | 'dropped'): P
     process.exitCode = 1;
     return false;
   }
-  if ((await call(session, 'DELETE', `/held/${encodeURIComponent(id)}?how=${how}`)) === undefined) return false;
+  if ((await adminCall(session.target, 'DELETE', `/held/${encodeURIComponent(id)}?how=${how}`)) === undefined) return false;
   process.stdout.write(`${how} ${id} (queue id ${record.queueId ?? ''})\n`);
   return true;
 }
@@ -118,8 +98,8 @@ export function addHeldCommands(program: Command, adminOptions: (command: Comman
     async (opts: HeldOpts) => {
       const session = await open(opts);
       if (session === undefined) return;
-      const held = (await call(session, 'GET', '/held')) as HeldRecord[] | undefined;
-      const contained = (await call(session, 'GET', '/contained')) as { key: string; state: { phase: string; since: number; until?: number } }[] | undefined;
+      const held = (await adminCall(session.target, 'GET', '/held')) as HeldRecord[] | undefined;
+      const contained = (await adminCall(session.target, 'GET', '/contained')) as { key: string; state: { phase: string; since: number; until?: number } }[] | undefined;
       if (held === undefined || contained === undefined) return;
       if (opts.json === true) {
         process.stdout.write(`${JSON.stringify({ held, contained })}\n`);
@@ -152,9 +132,9 @@ Set held.release_command in the config given with --config for another MTA, e.g.
       }
       const all = [...ids];
       if (opts.customer !== undefined) {
-        if ((await call(session, 'DELETE', `/contained?key=${encodeURIComponent(opts.customer)}`)) === undefined) return;
+        if ((await adminCall(session.target, 'DELETE', `/contained?key=${encodeURIComponent(opts.customer)}`)) === undefined) return;
         process.stdout.write(`ended the hold of ${opts.customer}\n`);
-        const held = ((await call(session, 'GET', '/held')) as HeldRecord[] | undefined) ?? [];
+        const held = ((await adminCall(session.target, 'GET', '/held')) as HeldRecord[] | undefined) ?? [];
         for (const r of held) if (r.key === opts.customer && !all.includes(r.id)) all.push(r.id);
       }
       for (const id of all) await act(session, id, 'released');

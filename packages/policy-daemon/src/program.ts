@@ -20,7 +20,7 @@ import { hostname } from 'node:os';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { PolicyRequest } from '@levee/milter-proto';
 import { DEFAULT_CONFIG_YAML } from '@levee/rules';
-import { adminRequest, adminTarget, formatStatus, formatTop } from './admin-client.js';
+import { adminCall, adminTarget, formatStatus, formatTop } from './admin-client.js';
 import { readConfigFile } from './config-file.js';
 import { formatArf, formatEvidence, type Evidence } from './evidence.js';
 import { addHeldCommands } from './held-commands.js';
@@ -28,11 +28,10 @@ import { startDaemon } from './daemon.js';
 import { createOfflineRunner, formatExplanation, overlay, formatReplaySummary, parsePolicyRequests, replayRequests, requestFromAssignments } from './offline-run.js';
 import { createStdoutLogger, LOG_LEVELS, type LogLevel } from './logger.js';
 
+import { EX_CONFIG, EX_SOFTWARE, EX_USAGE } from './exit-codes.js';
+
 /** Exit codes follow sysexits(3) where one fits: 78 = EX_CONFIG. */
-export const EX_CONFIG = 78;
-export const EX_USAGE = 64;
-export const EX_UNAVAILABLE = 69;
-export const EX_SOFTWARE = 70;
+export { EX_CONFIG, EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE } from './exit-codes.js';
 
 export function buildProgram(): Command {
   const program = new Command('levee')
@@ -227,21 +226,9 @@ async function callAdmin(opts: AdminOpts, method: string, path: string, body: un
     if (loaded.config.admin.listen === false) return usageFailed(`${opts.config}: admin.listen is false, the daemon has no admin endpoint`);
     listen = loaded.config.admin.listen.text;
   }
-  let answer: { status: number; body: unknown };
-  try {
-    answer = await adminRequest(await adminTarget(opts, listen), method, path, body);
-  } catch (error) {
-    process.stderr.write(`levee: cannot reach the admin endpoint: ${(error as Error).message}\n`);
-    process.exitCode = EX_UNAVAILABLE;
-    return;
-  }
-  if (answer.status >= 400) {
-    const message = (answer.body as { error?: string }).error ?? JSON.stringify(answer.body);
-    process.stderr.write(`levee: ${message}\n`);
-    process.exitCode = 1;
-    return;
-  }
-  process.stdout.write(opts.json === true ? `${JSON.stringify(answer.body)}\n` : format(answer.body));
+  const answer = await adminCall(await adminTarget(opts, listen), method, path, body);
+  if (answer === undefined) return;
+  process.stdout.write(opts.json === true ? `${JSON.stringify(answer)}\n` : format(answer));
 }
 
 /** What `levee block|unblock` adds when the change did not reach Redis (yet). */
