@@ -11,7 +11,7 @@ import type { Evidence } from '../src/evidence.js';
 import { createRedactor, redactToken, showEvidence } from '../src/log-redaction.js';
 import { runCli, startCli, type RunningCli } from './support/cli.js';
 import { askOnce, rcptRequest, startTestDaemon, type TestDaemon } from './support/daemon.js';
-import { tryListen } from './support/process-tools.js';
+import { tryListen, waitUntil } from './support/process-tools.js';
 
 jest.setTimeout(30_000);
 
@@ -95,7 +95,7 @@ describe('decision log lines', () => {
     socket.end('request=smtpd_access_policy\nsasl_username Alice\n\n');
     await new Promise<void>((resolve) => socket.once('close', () => resolve()));
     const running = d;
-    for (let i = 0; i < 100 && !running.logs.some((l) => l['msg'] === 'malformed policy request, closing the connection'); i++) await new Promise((r) => setTimeout(r, 10));
+    await waitUntil(() => running.logs.some((l) => l['msg'] === 'malformed policy request, closing the connection'), 10_000);
     const line = d.logs.find((l) => l['msg'] === 'malformed policy request, closing the connection');
     expect(line).toMatchObject({ code: 'missing-equals' });
     expect(line).not.toHaveProperty('detail');
