@@ -32,7 +32,8 @@ test('reload under load loses no request; answers switch from the old rules to t
         // Record only answers whose epoch is certain: asked and answered on the same side of the swap.
         if (wasReloaded !== reloaded) continue;
         (reloaded ? seen.after : seen.before).add(`${sender} ${action}`);
-        (reloaded ? answeredAfter : answeredBefore)[i]++;
+        const counts = reloaded ? answeredAfter : answeredBefore;
+        counts[i] = (counts[i] ?? 0) + 1;
       }
     });
     const everyClient = (counts: number[]) => () => counts.every((c) => c >= PER_PHASE);
