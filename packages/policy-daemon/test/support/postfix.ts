@@ -92,6 +92,14 @@ export interface PostfixInstance {
   queueIds(): Promise<{ id: string; queue: string }[]>;
   /** Raw texts of the messages delivered into the sink maildir, oldest first. */
   deliveredMessages(): string[];
+  /**
+   * The delivered messages whose To: header is `recipient` (as swaks writes it).
+   * Tests that check a message was NOT delivered use this, not a count of the
+   * whole sink, which an earlier test's late delivery can change.
+   */
+  deliveredTo(recipient: string): string[];
+  /** Waits until a message to `recipient` is in the sink (see deliveredTo); rejects after timeoutMs with diagnostics. */
+  waitForDeliveryTo(recipient: string, timeoutMs: number): Promise<string[]>;
   /** Waits until at least `count` messages are in the sink; rejects after timeoutMs with diagnostics. */
   waitForDelivery(count: number, timeoutMs: number): Promise<string[]>;
   /** postqueue -f */
@@ -459,6 +467,7 @@ async function startOnce(
   };
 
   const deliveredMessages = (): string[] => readMaildir(l.sink);
+  const deliveredTo = (recipient: string): string[] => deliveredMessages().filter((m) => m.split(/\r?\n/).includes(`To: ${recipient}`));
 
   let stopped: Promise<void> | undefined;
   const instance: PostfixInstance = {
@@ -473,6 +482,9 @@ async function startOnce(
     queueIds,
     holdQueue: async () => (await queueIds()).filter((q) => q.queue === 'hold').map((q) => q.id),
     deliveredMessages,
+    deliveredTo,
+    waitForDeliveryTo: (recipient: string, timeoutMs: number): Promise<string[]> =>
+      waitForMaildir(() => deliveredTo(recipient), queueIds, () => readIfExists(l.maillog), 1, timeoutMs),
     waitForDelivery: (count: number, timeoutMs: number): Promise<string[]> =>
       waitForMaildir(deliveredMessages, queueIds, () => readIfExists(l.maillog), count, timeoutMs),
 
