@@ -1,6 +1,7 @@
 // Two Levee instances pointing at one real redis-server enforce one shared
 // limit; their /healthz and metrics say so.
 import { Redis } from 'ioredis';
+import { decodeCounterValue } from '../src/redis-store.js';
 import { rcptRequest, type TestDaemon } from './support/daemon.js';
 import { health, startRedisDaemon } from './support/redis-daemon.js';
 import { startRedis, type RedisInstance } from './support/redis.js';
@@ -38,11 +39,8 @@ test('two instances share one limit: the 11th request in the window is refused w
 
   const peek = new Redis(redis.url);
   try {
-    const hash = await peek.hgetall('levee-test:{per-sender|shared@example.net}');
-    const total = Object.entries(hash)
-      .filter(([field]) => /^\d+$/.test(field))
-      .reduce((sum, [, v]) => sum + Number(v), 0);
-    expect(total).toBe(16);
+    const counter = decodeCounterValue(await peek.getBuffer('levee-test:{per-sender|shared@example.net}'));
+    expect(counter?.counts.reduce((sum, c) => sum + c, 0)).toBe(16);
   } finally {
     peek.disconnect();
   }

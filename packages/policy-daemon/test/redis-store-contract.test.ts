@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import { createCircuitBreaker } from '../src/circuit-breaker.js';
 import { createFallbackStore } from '../src/fallback-store.js';
 import { createMemoryStore } from '../src/memory-store.js';
-import { createRedisStore, COUNT_MANY_SCRIPT, COUNT_SCRIPT } from '../src/redis-store.js';
+import { createRedisStore, decodeCounterValue, COUNT_MANY_SCRIPT, COUNT_SCRIPT } from '../src/redis-store.js';
 import { describeCounterStoreContract } from './support/counter-store-contract.js';
 import { startRedis, type RedisInstance } from './support/redis.js';
 
@@ -51,27 +51,81 @@ describeCounterStoreContract('redis behind the fallback store', () => {
 });
 
 describe('redis data model', () => {
-  test('one hash per counter at <prefix>{<key>}, with a TTL, the spec and the ring', async () => {
+  const w = { windowMs: 60_000, buckets: 12 }; // 5 s buckets; the expiry is two windows, 120 s
+  const t0 = 1_700_000_000_000; // bucket 1_700_000_000_000 / 5000 = 340_000_000, slot 340_000_000 mod 12 = 4
+  const stored = async (key: string) => decodeCounterValue(await client.getBuffer(key));
+
+  test('one string per counter at <prefix>{<key>}, with a TTL: spec, newest bucket and the ring, packed', async () => {
     const store = createRedisStore(client, 'model:');
-    await store.apply([{ key: 'per-ip|198.51.100.7', amount: 3, window: { windowMs: 60_000, buckets: 12 } }], 1_700_000_000_000);
+    await store.apply([{ key: 'per-ip|198.51.100.7', amount: 3, window: w }], t0);
     expect(await client.keys('model:*')).toEqual(['model:{per-ip|198.51.100.7}']);
     expect(store.redisKey('per-ip|198.51.100.7')).toBe('model:{per-ip|198.51.100.7}');
-    const hash = await client.hgetall('model:{per-ip|198.51.100.7}');
-    // 1_700_000_000_000 / 5000 = 340_000_000, slot 340_000_000 mod 12 = 4.
-    expect(hash).toEqual({ s: '60000/12', n: '340000000', '4': '3' });
+    const raw = await client.getBuffer('model:{per-ip|198.51.100.7}');
+    // 1 byte spec length, the spec, the newest bucket as a big-endian double, 12 big-endian uint32 counts.
+    const expected = Buffer.alloc(1 + 8 + 8 + 48);
+    expected[0] = 8;
+    expected.write('60000/12', 1, 'latin1');
+    expected.writeDoubleBE(340_000_000, 9);
+    expected.writeUInt32BE(3, 17 + 4 * 4);
+    expect(raw).toEqual(expected);
+    expect(decodeCounterValue(raw)).toEqual({ spec: '60000/12', newest: 340_000_000, counts: Uint32Array.from([0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0]) });
     const ttl = await client.pttl('model:{per-ip|198.51.100.7}');
     expect(ttl).toBeGreaterThan(60_000);
     expect(ttl).toBeLessThanOrEqual(120_000);
   });
 
+  test('decodeCounterValue refuses what is not a whole counter value', () => {
+    expect(decodeCounterValue(null)).toBeUndefined();
+    expect(decodeCounterValue(Buffer.alloc(0))).toBeUndefined();
+    expect(decodeCounterValue(Buffer.from([8, 0x36, 0x30]))).toBeUndefined(); // truncated spec
+    const odd = Buffer.alloc(1 + 8 + 8 + 6);
+    odd[0] = 8;
+    expect(decodeCounterValue(odd)).toBeUndefined(); // counts not a multiple of 4 bytes
+    const nan = Buffer.alloc(1 + 8 + 8 + 4);
+    nan[0] = 8;
+    nan.writeDoubleBE(Number.NaN, 9);
+    expect(decodeCounterValue(nan)).toBeUndefined();
+  });
+
   test('increment, expiry and read are one script (no separate EXPIRE call)', () => {
     // The race haraka-plugin-limit has: INCR, then EXPIRE only if the result was 1.
     for (const script of [COUNT_SCRIPT, COUNT_MANY_SCRIPT]) {
-      // The increment and the expiry in the same atomic script, never a bare INCR with an EXPIRE after it.
-      expect(script).toContain("redis.call('PEXPIRE', key, ttl)");
-      expect(script).toContain("redis.call('HINCRBY', key, slot, amount)");
-      expect(script).not.toMatch(/'INCR'|'EXPIRE'/);
+      // The count and its expiry are one SET in the same atomic script, never a bare INCR with an EXPIRE after it.
+      expect(script).toMatch(/redis\.call\('SET', key, struct\.pack\([^\n]*\), 'PX', ttl\)/);
+      expect(script).not.toMatch(/'INCR'|'EXPIRE'|'PEXPIRE'/);
     }
+  });
+
+  test('every count sets the expiry again; a read that changes nothing writes nothing', async () => {
+    const store = createRedisStore(client, 'ttl:');
+    await store.apply([{ key: 'k', amount: 1, window: w }], t0);
+    await client.pexpire('ttl:{k}', 50_000); // as if 70 s had passed in Redis's clock
+    expect(await store.apply([{ key: 'k', amount: 0, window: w }], t0 + 1000)).toEqual([1]); // a read, same bucket
+    expect(await client.pttl('ttl:{k}')).toBeLessThanOrEqual(50_000);
+    expect(await store.apply([{ key: 'k', amount: 1, window: w }], t0 + 2000)).toEqual([2]); // a count, same bucket
+    expect(await client.pttl('ttl:{k}')).toBeGreaterThan(110_000);
+    expect(await store.apply([{ key: 'never-counted', amount: 0, window: w }], t0)).toEqual([0]);
+    expect(await client.exists('ttl:{never-counted}')).toBe(0);
+  });
+
+  test('a window that slid past some buckets drops exactly those slots', async () => {
+    const store = createRedisStore(client, 'slide:');
+    for (let i = 0; i < 4; i++) await store.apply([{ key: 'k', amount: i + 1, window: w }], t0 + i * 5000); // slots 4..7: 1, 2, 3, 4
+    // Ten buckets on (bucket 340_000_013, slot 5): the window now holds slots 6..5, so slots 4 and 5 slid out.
+    expect(await store.apply([{ key: 'k', amount: 10, window: w }], t0 + 13 * 5000)).toEqual([3 + 4 + 10]);
+    expect(await stored('slide:{k}')).toEqual({ spec: '60000/12', newest: 340_000_013, counts: Uint32Array.from([0, 0, 0, 0, 0, 10, 3, 4, 0, 0, 0, 0]) });
+    expect(await store.peek([{ key: 'k', window: w }], t0 + 13 * 5000)).toEqual([17]);
+  });
+
+  test('a counter of another window, or a hash left by an earlier layout, starts afresh', async () => {
+    const store = createRedisStore(client, 'fresh:');
+    await store.apply([{ key: 'k', amount: 5, window: w }], t0);
+    expect(await store.apply([{ key: 'k', amount: 1, window: { windowMs: 60_000, buckets: 6 } }], t0)).toEqual([1]);
+    await client.hset('fresh:{old}', 's', '60000/12', 'n', '340000000', '4', '9');
+    expect(await store.peek([{ key: 'old', window: w }], t0).catch(() => 'refused')).toBe('refused'); // WRONGTYPE: the daemon falls back
+    expect(await store.apply([{ key: 'old', amount: 2, window: w }], t0)).toEqual([2]);
+    expect(await client.type('fresh:{old}')).toBe('string');
+    expect(await store.peek([{ key: 'old', window: w }], t0)).toEqual([2]);
   });
 
   test('a request with several counters is applied in one script call on a single server, one call per counter on a Cluster, with equal totals', async () => {
