@@ -105,7 +105,7 @@ export async function startCounterBackend(options: CounterBackendOptions): Promi
 
   let store: CounterStore = local;
   let fallback: FallbackStore | undefined;
-  let client: RedisClient | undefined;
+  let clients: RedisClient[] = [];
   let listClient: RedisClient | undefined;
   const lists: SharedList<unknown>[] = [];
   const redis = settings.redis;
@@ -115,14 +115,17 @@ export async function startCounterBackend(options: CounterBackendOptions): Promi
     listModule = await import('./redis-shared-list.js');
     const target = describeRedisTarget(redis);
     const redisLog = log.child({ backend: 'redis', redis: target });
-    client = createRedisClient(redis);
+    clients = Array.from({ length: redis.connections }, () => createRedisClient(redis));
     listClient = createRedisClient(redis, LIST_TIMEOUT_MS);
     const clientErrors = createLogLimiter(LOG_INTERVAL_MS, monotonic);
-    client.on('error', (error: unknown) => {
-      const suppressed = clientErrors();
-      if (suppressed !== undefined) redisLog.warn({ err: errorText(error), suppressed }, 'redis connection error');
-    });
-    client.on('ready', () => redisLog.info('redis connected'));
+    // One outage shows on every connection: one rate-limited log line for all of them.
+    for (const client of clients) {
+      client.on('error', (error: unknown) => {
+        const suppressed = clientErrors();
+        if (suppressed !== undefined) redisLog.warn({ err: errorText(error), suppressed }, 'redis connection error');
+      });
+    }
+    clients[0]?.on('ready', () => redisLog.info('redis connected'));
     // The lists' connection: its errors are the same outage, already reported above.
     listClient.on('error', () => undefined);
     const fallbacks = createLogLimiter(LOG_INTERVAL_MS, monotonic);
@@ -157,7 +160,7 @@ export async function startCounterBackend(options: CounterBackendOptions): Promi
       }
     };
     fallback = createFallbackStore({
-      shared: createRedisStore(client, redis.keyPrefix),
+      shared: createRedisStore(clients, redis.keyPrefix),
       local,
       breaker: createCircuitBreaker({ failures: redis.breaker.failures, coolDownMs: redis.breaker.coolDownMs, now: monotonic }),
       timeoutMs: redis.timeoutMs,
@@ -167,8 +170,11 @@ export async function startCounterBackend(options: CounterBackendOptions): Promi
     // Give the first connection a moment before the listeners open, so the
     // first requests after a start count in Redis; a Redis still down after
     // that is handled like any outage (local counting, background retry).
-    const [ready] = await Promise.all([waitReady(client, START_WAIT_MS), waitReady(listClient, START_WAIT_MS)]);
-    redisLog.info({ key_prefix: redis.keyPrefix, timeout_ms: redis.timeoutMs, connected: ready }, 'shared counters in redis');
+    const ready = await Promise.all([listClient, ...clients].map((c) => waitReady(c, START_WAIT_MS)));
+    redisLog.info(
+      { key_prefix: redis.keyPrefix, timeout_ms: redis.timeoutMs, connections: redis.connections, connected: ready.every(Boolean) },
+      'shared counters in redis',
+    );
   }
   metrics.counterStoreDegraded.set(0);
 
@@ -233,10 +239,8 @@ export async function startCounterBackend(options: CounterBackendOptions): Promi
       fallback?.close();
       if (writing !== undefined) await writing;
       await snapshot();
-      if (client !== undefined) {
-        // quit() waits for replies; a stalled server would hold it forever.
-        client.disconnect();
-      }
+      // quit() waits for replies; a stalled server would hold it forever.
+      for (const client of clients) client.disconnect();
       listClient?.disconnect();
     },
   };

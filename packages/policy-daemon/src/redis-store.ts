@@ -47,7 +47,7 @@ import { bucketWidth, effectiveWindowMs, MAX_BUCKET_COUNT, windowTotal, type Cou
 export interface RedisCounterStore {
   apply(hits: readonly CounterHit[], now: number): Promise<readonly number[]>;
   peek(keys: readonly CounterRead[], now: number): Promise<readonly number[]>;
-  /** A PING: resolves when the server answers. */
+  /** A PING on every connection: resolves when the server answers on all. */
   probe(): Promise<void>;
   /** The Redis key of a counter key. */
   redisKey(key: string): string;
@@ -226,22 +226,35 @@ function ttlMs(w: WindowSpec): number {
 
 const MIN_TTL_MS = 60_000;
 
-/** createRedisStore - counters in `client` under `keyPrefix`; defines the Lua command on the client. */
-export function createRedisStore(client: RedisClient, keyPrefix: string): RedisCounterStore {
-  client.defineCommand('leveeCount', { numberOfKeys: 1, lua: COUNT_SCRIPT });
-  client.defineCommand('leveeCountMany', { lua: COUNT_MANY_SCRIPT });
-  client.defineCommand('leveeCountDistinct', { numberOfKeys: 2, lua: COUNT_DISTINCT_SCRIPT });
-  const counting = client as unknown as WithCountCommand;
+/**
+ * createRedisStore - counters under `keyPrefix` through `clients` (one, or a
+ * pool of connections to the same Redis); defines the Lua commands on each.
+ * Calls go to the connections in turn: ioredis keeps one auto-pipeline in
+ * flight per connection, so a second connection sends the next batch while
+ * the first waits for its replies.
+ */
+export function createRedisStore(clients: RedisClient | readonly RedisClient[], keyPrefix: string): RedisCounterStore {
+  const pool: readonly RedisClient[] = Array.isArray(clients) ? clients : [clients as RedisClient];
+  const head = pool[0];
+  if (head === undefined) throw new RangeError('createRedisStore needs at least one client');
+  const first: RedisClient = head;
+  for (const client of pool) {
+    client.defineCommand('leveeCount', { numberOfKeys: 1, lua: COUNT_SCRIPT });
+    client.defineCommand('leveeCountMany', { lua: COUNT_MANY_SCRIPT });
+    client.defineCommand('leveeCountDistinct', { numberOfKeys: 2, lua: COUNT_DISTINCT_SCRIPT });
+  }
+  let turn = 0;
+  const counting = (): WithCountCommand => pool[turn++ % pool.length] as unknown as WithCountCommand;
   const redisKey = (key: string): string => `${keyPrefix}{${key}}`;
   // A request's counters in one script call where all keys may be touched together.
-  const together = !client.isCluster;
+  const together = !first.isCluster;
 
   /** One call for all of a request's counters: a third of the commands and replies for three limits. */
   async function applyMany(hits: readonly CounterHit[], now: number): Promise<readonly number[]> {
     const keysThenArgs: string[] = hits.map((h) => redisKey(h.key));
     const bucketOf = (w: WindowSpec): string => (Number.isFinite(now) ? String(Math.floor(now / bucketWidth(w))) : '');
     for (const h of hits) keysThenArgs.push(bucketOf(h.window), String(wholeAmount(h.amount)), specText(h.window), String(h.window.buckets), String(ttlMs(h.window)));
-    const reply = await counting.leveeCountMany(hits.length, ...keysThenArgs);
+    const reply = await counting().leveeCountMany(hits.length, ...keysThenArgs);
     if (!Array.isArray(reply) || reply.length !== hits.length) throw new Error('malformed counter reply from redis');
     return reply.map(countOf);
   }
@@ -253,13 +266,13 @@ export function createRedisStore(client: RedisClient, keyPrefix: string): RedisC
     const args = [bucket, String(wholeAmount(hit.amount)), specText(w), String(w.buckets), String(ttlMs(w))] as const;
     const reply =
       hit.distinct === undefined
-        ? await counting.leveeCount(key, ...args)
-        : await counting.leveeCountDistinct(key, `${key}#${hit.distinct}`, ...args, String(now), String(now + effectiveWindowMs(w)), String(ttlMs(w)));
+        ? await counting().leveeCount(key, ...args)
+        : await counting().leveeCountDistinct(key, `${key}#${hit.distinct}`, ...args, String(now), String(now + effectiveWindowMs(w)), String(ttlMs(w)));
     return countOf(reply);
   }
 
   async function peekOne(read: CounterRead, now: number): Promise<number> {
-    const value = decodeCounterValue(await client.getBuffer(redisKey(read.key)));
+    const value = decodeCounterValue(await first.getBuffer(redisKey(read.key)));
     if (value === undefined || value.spec !== specText(read.window) || value.counts.length !== read.window.buckets) return 0;
     return windowTotal({ newest: value.newest, counts: value.counts }, now, read.window);
   }
@@ -269,8 +282,9 @@ export function createRedisStore(client: RedisClient, keyPrefix: string): RedisC
     apply: (hits, now) =>
       together && hits.length > 1 && hits.every((h) => h.distinct === undefined) ? applyMany(hits, now) : Promise.all(hits.map((h) => applyOne(h, now))),
     peek: (keys, now) => Promise.all(keys.map((k) => peekOne(k, now))),
+    // Every connection: the breaker closes only when all of them can count again.
     async probe() {
-      await client.ping();
+      await Promise.all(pool.map((client) => client.ping()));
     },
     redisKey,
   };

@@ -30,6 +30,18 @@ describeCounterStoreContract('memory', () => Promise.resolve({ store: createMemo
 // A fresh prefix per store: tests never see each other's keys.
 describeCounterStoreContract('redis', () => Promise.resolve({ store: createRedisStore(client, `t${++prefixSeq}:`) }));
 
+// Two connections taking the calls in turn (counters.redis.connections).
+describeCounterStoreContract('redis over two connections', () => {
+  const second = client.duplicate();
+  return Promise.resolve({
+    store: createRedisStore([client, second], `p${++prefixSeq}:`),
+    dispose: () => {
+      second.disconnect();
+      return Promise.resolve();
+    },
+  });
+});
+
 describeCounterStoreContract('redis behind the fallback store', () => {
   const store = createFallbackStore({
     shared: createRedisStore(client, `f${++prefixSeq}:`),
@@ -126,6 +138,26 @@ describe('redis data model', () => {
     expect(await store.apply([{ key: 'old', amount: 2, window: w }], t0)).toEqual([2]);
     expect(await client.type('fresh:{old}')).toBe('string');
     expect(await store.peek([{ key: 'old', window: w }], t0)).toEqual([2]);
+  });
+
+  test('with several connections the calls go to each in turn, and a probe asks every one', async () => {
+    const pool = [client.duplicate(), client.duplicate(), client.duplicate()];
+    try {
+      // Connected first: a command issued while connecting is handed to sendCommand twice (queued, then sent).
+      await Promise.all(pool.map((c) => c.ping()));
+      const sent = pool.map((c) => jest.spyOn(c, 'sendCommand'));
+      const store = createRedisStore(pool, 'pool:');
+      const w = { windowMs: 60_000, buckets: 12 };
+      for (let i = 0; i < 6; i++) {
+        expect(await store.apply([{ key: 'a', amount: 1, window: w }, { key: 'b', amount: 2, window: w }], 1_700_000_000_000)).toEqual([i + 1, 2 * (i + 1)]);
+      }
+      const scriptCalls = (spy: jest.SpiedFunction<typeof client.sendCommand>) => spy.mock.calls.filter(([command]) => /^eval/i.test(command.name)).length;
+      expect(sent.map(scriptCalls)).toEqual([2, 2, 2]);
+      await store.probe();
+      expect(sent.map((spy) => spy.mock.calls.filter(([command]) => command.name === 'ping').length)).toEqual([1, 1, 1]);
+    } finally {
+      for (const c of pool) c.disconnect();
+    }
   });
 
   test('a request with several counters is applied in one script call on a single server, one call per counter on a Cluster, with equal totals', async () => {

@@ -66,7 +66,7 @@ describe('in Redis', () => {
   });
 
   async function host(name: string, clock: () => number): Promise<SharedList<string>> {
-    const client = createRedisClient({ url: redis.url, keyPrefix: 'sl:', timeoutMs: 2000, breaker: { failures: 3, coolDownMs: 1000 } });
+    const client = createRedisClient({ url: redis.url, keyPrefix: 'sl:', timeoutMs: 2000, connections: 1, breaker: { failures: 3, coolDownMs: 1000 } });
     client.on('error', () => undefined);
     clients.push(client);
     await new Promise<void>((resolve) => (client.status === 'ready' ? resolve() : client.once('ready', () => resolve())));

@@ -336,6 +336,7 @@ counters:
     url: "redis://:secret@10.0.0.5:6380/2"
     key_prefix: "mx:"
     timeout: 40ms
+    connections: 4
     breaker: { failures: 5, cool_down: 10s }
   snapshot:
     file: /var/lib/levee/counters.jsonl
@@ -344,14 +345,14 @@ counters:
     expect(c.counters).toEqual({
       backend: 'redis',
       maxKeys: 2000,
-      redis: { url: 'redis://:secret@10.0.0.5:6380/2', keyPrefix: 'mx:', timeoutMs: 40, breaker: { failures: 5, coolDownMs: 10_000 } },
+      redis: { url: 'redis://:secret@10.0.0.5:6380/2', keyPrefix: 'mx:', timeoutMs: 40, connections: 4, breaker: { failures: 5, coolDownMs: 10_000 } },
       snapshot: { file: '/var/lib/levee/counters.jsonl', intervalMs: 30_000 },
     });
   });
 
-  test('defaults: prefix levee:, 25ms deadline, 3 failures, 5s cool-down; snapshot every 60s', () => {
+  test('defaults: prefix levee:, 25ms deadline, 2 connections, 3 failures, 5s cool-down; snapshot every 60s', () => {
     const c = ok('counters:\n  backend: redis\n  redis: { url: "redis://127.0.0.1" }\n  snapshot: { file: /tmp/c.jsonl }\n');
-    expect(c.counters.redis).toEqual({ url: 'redis://127.0.0.1', keyPrefix: 'levee:', timeoutMs: 25, breaker: { failures: 3, coolDownMs: 5000 } });
+    expect(c.counters.redis).toEqual({ url: 'redis://127.0.0.1', keyPrefix: 'levee:', timeoutMs: 25, connections: 2, breaker: { failures: 3, coolDownMs: 5000 } });
     expect(c.counters.snapshot).toEqual({ file: '/tmp/c.jsonl', intervalMs: 60_000 });
   });
 
@@ -397,6 +398,9 @@ rules:
     ['counters:\n  redis: { url: "redis://a", key_prefix: "{mx}:" }\n', 'counters.redis.key_prefix: key_prefix must not contain "{", "}"'],
     ['counters:\n  redis: { url: "redis://a", timeout: 30s }\n', 'counters.redis.timeout: must be between 1ms and 10s'],
     ['counters:\n  redis: { url: "redis://a", breaker: { failures: 0 } }\n', 'counters.redis.breaker.failures'],
+    ['counters:\n  redis: { url: "redis://a", connections: 0 }\n', 'levee.yaml:2:43: counters.redis.connections: at least 1 connection'],
+    ['counters:\n  redis: { url: "redis://a", connections: 17 }\n', 'counters.redis.connections: at most 16 connections'],
+    ['counters:\n  redis: { url: "redis://a", connections: 1.5 }\n', 'counters.redis.connections: expected a whole number'],
     ['counters:\n  redis: { url: "redis://a", breaker: { cool_down: soon } }\n', 'counters.redis.breaker.cool_down: invalid duration "soon"'],
     ['counters:\n  redis: { url: "redis://a", sentinel: x }\n', 'counters.redis'],
     ['counters:\n  redis: { cluster_nodes: ["10.0.0.1"] }\n', 'levee.yaml:2:28: counters.redis.cluster_nodes.0: "10.0.0.1" is not HOST:PORT'],
