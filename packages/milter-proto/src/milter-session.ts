@@ -24,7 +24,8 @@
  * the macros of every later stage (libmilter's mi_clr_macros), so connection
  * macros (`j`, `{daemon_name}`) survive while message macros do not; ABORT
  * clears the message stages. Names `x` and `{x}` are the same macro. Lookups
- * search the latest stage first.
+ * search the latest stage first; macros of a stage letter no lookup reads
+ * (anything but C H M R T L N B E U) are not kept.
  *
  * Limits (count-enforced, see MilterLimits): recipients per message, headers
  * per message and header bytes per message; exceeding one is an `error` event
@@ -87,8 +88,14 @@ export interface MilterMessageState {
   readonly ended: boolean;
 }
 
-/** Stage letter (the SMFIC_* byte the macros came with) -> macro name without braces -> value. */
-export type MilterMacroTable = Readonly<Record<string, Readonly<Record<string, string>>>>;
+/**
+ * The macros per stage: index i holds the macros (names without braces ->
+ * value) of MACRO_STAGES[i], undefined when that stage sent none. A fixed,
+ * short array: a command copies it only when it clears a stage that has
+ * macros, and a lookup walks ten slots (the state is copied per command, so
+ * a dictionary keyed by stage letter cost more than the rest of the step).
+ */
+export type MilterMacroTable = readonly (Readonly<Record<string, string>> | undefined)[];
 
 export interface MilterSessionState {
   readonly phase: MilterSessionPhase;
@@ -144,26 +151,36 @@ export interface MilterStep {
   readonly events: readonly MilterEvent[];
 }
 
-const CLOSED_CONNECTION: MilterConnectionState = { open: false, connect: undefined, helo: undefined, messages: 0 };
-const NO_MACROS: MilterMacroTable = Object.freeze(Object.create(null) as Record<string, Record<string, string>>);
+/**
+ * Macro stages from earliest to latest (a command clears the stages after its
+ * own), then Postfix's UNKNOWN stage 'U', which ranks below every other in
+ * lookups. Macros of any other stage letter are never looked up and not kept.
+ */
+const MACRO_STAGES = ['C', 'H', 'M', 'R', 'T', 'L', 'N', 'B', 'E', 'U'] as const;
+type MacroStage = (typeof MACRO_STAGES)[number];
+const UNKNOWN_STAGE = MACRO_STAGES.indexOf('U');
+const FIRST_MESSAGE_STAGE = MACRO_STAGES.indexOf('M');
+const LAST_ORDERED_STAGE = MACRO_STAGES.indexOf('E');
 
-/** Macro stages from earliest to latest; a command clears the stages after its own. */
-const STAGE_ORDER = ['C', 'H', 'M', 'R', 'T', 'L', 'N', 'B', 'E'] as const;
-/** Lookup order: latest stage first, Postfix's UNKNOWN stage last. */
-const LOOKUP_ORDER: readonly string[] = [...[...STAGE_ORDER].reverse(), 'U'];
-const MESSAGE_STAGES = STAGE_ORDER.slice(STAGE_ORDER.indexOf('M'));
+/** The slot of a stage letter, or -1 for a letter no lookup reads. */
+function macroSlot(stage: string): number {
+  return MACRO_STAGES.indexOf(stage as MacroStage);
+}
 
-const COMMAND_STAGE: Partial<Record<MilterCommand['type'], (typeof STAGE_ORDER)[number]>> = {
-  CONNECT: 'C',
-  HELO: 'H',
-  MAIL: 'M',
-  RCPT: 'R',
-  DATA: 'T',
-  HEADER: 'L',
-  EOH: 'N',
-  BODY: 'B',
-  BODYEOB: 'E',
+const COMMAND_STAGE: Partial<Record<MilterCommand['type'], number>> = {
+  CONNECT: macroSlot('C'),
+  HELO: macroSlot('H'),
+  MAIL: macroSlot('M'),
+  RCPT: macroSlot('R'),
+  DATA: macroSlot('T'),
+  HEADER: macroSlot('L'),
+  EOH: macroSlot('N'),
+  BODY: macroSlot('B'),
+  BODYEOB: macroSlot('E'),
 };
+
+const CLOSED_CONNECTION: MilterConnectionState = { open: false, connect: undefined, helo: undefined, messages: 0 };
+const NO_MACROS: MilterMacroTable = Object.freeze(new Array<undefined>(MACRO_STAGES.length).fill(undefined));
 
 /** createMilterSession - the state before OPTNEG. */
 export function createMilterSession(config: Partial<MilterSessionConfig> = {}): MilterSessionState {
@@ -200,7 +217,10 @@ export function stepMilterSession(state: MilterSessionState, command: MilterComm
     s = { ...s, connection: { ...s.connection, open: true } };
   }
   const stage = COMMAND_STAGE[command.type];
-  if (stage !== undefined) s = { ...s, macros: clearStagesAfter(s.macros, stage) };
+  if (stage !== undefined) {
+    const macros = clearStages(s.macros, stage + 1, LAST_ORDERED_STAGE);
+    if (macros !== s.macros) s = { ...s, macros };
+  }
 
   switch (command.type) {
     case 'OPTNEG':
@@ -275,7 +295,7 @@ export function stepMilterSession(state: MilterSessionState, command: MilterComm
     case 'ABORT':
       // Repeated ABORTs (Postfix) and ABORT after BODYEOB only reset.
       s = abandonMessage(s, events);
-      s = { ...s, macros: clearStages(s.macros, MESSAGE_STAGES) };
+      s = { ...s, macros: clearStages(s.macros, FIRST_MESSAGE_STAGE, LAST_ORDERED_STAGE) };
       break;
     case 'UNKNOWN':
       events.push({ type: 'unknown', command: command.command });
@@ -305,17 +325,21 @@ export function endMilterSession(state: MilterSessionState): MilterStep {
 /** lookupMilterMacro - a macro's latest value; `x` and `{x}` are the same name. */
 export function lookupMilterMacro(state: Pick<MilterSessionState, 'macros'>, name: string): string | undefined {
   const key = bareMacroName(name);
-  for (const stage of LOOKUP_ORDER) {
-    const table = state.macros[stage];
+  const { macros } = state;
+  // Latest stage first, UNKNOWN last.
+  for (let i = LAST_ORDERED_STAGE; i >= 0; i--) {
+    const table = macros[i];
     if (table !== undefined && Object.hasOwn(table, key)) return table[key];
   }
-  return undefined;
+  const unknown = macros[UNKNOWN_STAGE];
+  return unknown !== undefined && Object.hasOwn(unknown, key) ? unknown[key] : undefined;
 }
 
 /** milterMacroValues - every current macro (names without braces), later stages winning. */
 export function milterMacroValues(state: Pick<MilterSessionState, 'macros'>): Readonly<Record<string, string>> {
   const out = Object.create(null) as Record<string, string>;
-  for (const stage of [...LOOKUP_ORDER].reverse()) Object.assign(out, state.macros[stage]);
+  Object.assign(out, state.macros[UNKNOWN_STAGE]);
+  for (let i = 0; i <= LAST_ORDERED_STAGE; i++) Object.assign(out, state.macros[i]);
   return out;
 }
 
@@ -362,20 +386,22 @@ function bareMacroName(name: string): string {
 }
 
 function setStageMacros(table: MilterMacroTable, stage: string, pairs: readonly MilterMacroPair[]): MilterMacroTable {
+  const slot = macroSlot(stage);
+  if (slot < 0) return table;
   const values = Object.create(null) as Record<string, string>;
   for (const [name, value] of pairs) values[bareMacroName(name)] = value;
-  const next = Object.assign(Object.create(null) as Record<string, Readonly<Record<string, string>>>, table);
-  next[stage] = values;
+  const next = table.slice();
+  next[slot] = values;
   return next;
 }
 
-function clearStagesAfter(table: MilterMacroTable, stage: (typeof STAGE_ORDER)[number]): MilterMacroTable {
-  return clearStages(table, STAGE_ORDER.slice(STAGE_ORDER.indexOf(stage) + 1));
-}
-
-function clearStages(table: MilterMacroTable, stages: readonly string[]): MilterMacroTable {
-  if (!stages.some((st) => table[st] !== undefined)) return table;
-  const next = Object.assign(Object.create(null) as Record<string, Readonly<Record<string, string>>>, table);
-  for (const st of stages) delete next[st];
-  return next;
+/** The table without the macros of slots from..to (inclusive); the same table when they hold none. */
+function clearStages(table: MilterMacroTable, from: number, to: number): MilterMacroTable {
+  let next: (Readonly<Record<string, string>> | undefined)[] | undefined;
+  for (let i = from; i <= to; i++) {
+    if (table[i] === undefined) continue;
+    next ??= table.slice();
+    next[i] = undefined;
+  }
+  return next ?? table;
 }
