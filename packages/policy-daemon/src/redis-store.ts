@@ -64,9 +64,11 @@ export type RedisClient = Redis | Cluster;
  * One GET reads the counter; a value of another spec (or of another type: the
  * hash of earlier development versions, removed with DEL) starts it afresh. The
  * step is worked out here and written back with one SET ... PX (the count and
- * its expiry, two windows and at least a minute, together), only when the
- * counter changed: a read (amount 0) of a counter that does not exist, or of
- * one whose window did not move, writes nothing.
+ * its expiry, two windows and at least a minute, together) unless nothing
+ * changed: a read (amount 0) of an existing counter whose window did not move
+ * writes nothing. A read of a counter that does not exist creates it at this
+ * window position, as the memory store does: a count from a host whose clock
+ * is behind then lands in that newest bucket, not in an older one.
  *
  * The total is the sum of the ring after moving the window forward (slots
  * that slid out are zeroed, all of them past a whole window), so it is exactly
@@ -95,7 +97,7 @@ local function count(key, bucketText, amountText, spec, n, ttl)
     v = {spec, 0}
     for i = 3, n + 2 do v[i] = 0 end
   end
-  local changed = false
+  local changed = not exists
   local newest = v[2]
   local b = tonumber(bucketText)
   if b ~= nil and b > newest then
@@ -107,7 +109,7 @@ local function count(key, bucketText, amountText, spec, n, ttl)
     end
     newest = b
     v[2] = b
-    changed = exists
+    changed = true
   end
   local amount = tonumber(amountText)
   if amount > 0 then

@@ -108,7 +108,7 @@ describe('redis data model', () => {
     }
   });
 
-  test('every count sets the expiry again; a read that changes nothing writes nothing', async () => {
+  test('every count sets the expiry again; a read that changes nothing writes nothing; a read of a new counter creates it', async () => {
     const store = createRedisStore(client, 'ttl:');
     await store.apply([{ key: 'k', amount: 1, window: w }], t0);
     await client.pexpire('ttl:{k}', 50_000); // as if 70 s had passed in Redis's clock
@@ -116,8 +116,9 @@ describe('redis data model', () => {
     expect(await client.pttl('ttl:{k}')).toBeLessThanOrEqual(50_000);
     expect(await store.apply([{ key: 'k', amount: 1, window: w }], t0 + 2000)).toEqual([2]); // a count, same bucket
     expect(await client.pttl('ttl:{k}')).toBeGreaterThan(110_000);
+    // A read of a counter that does not exist records the window position, as the memory store does.
     expect(await store.apply([{ key: 'never-counted', amount: 0, window: w }], t0)).toEqual([0]);
-    expect(await client.exists('ttl:{never-counted}')).toBe(0);
+    expect(await stored('ttl:{never-counted}')).toEqual({ spec: '60000/12', newest: 340_000_000, counts: new Uint32Array(12) });
   });
 
   test('a window that slid past some buckets drops exactly those slots', async () => {
