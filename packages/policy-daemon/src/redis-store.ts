@@ -9,7 +9,7 @@
  * Data model: one string per counter, `<prefix>{<counter key>}`. The braces
  * are a Cluster hash tag, so everything about one counter sits in one slot and
  * a future multi-key layout stays legal. The value is packed big-endian
- * (COUNTER_VALUE_LAYOUT, decodeCounterValue):
+ * (written by COUNT_FUNCTION's struct.pack, read back by decodeCounterValue):
  *   1 byte   the length L of the window spec text;
  *   L bytes  the window spec "windowMs/buckets"; a different spec resets the
  *            counter (the memory store does the same: see memory-store's header);
@@ -228,6 +228,13 @@ function ttlMs(w: WindowSpec): number {
 
 const MIN_TTL_MS = 60_000;
 
+/** One counter's script arguments, as COUNT_FUNCTION takes them: bucket, amount, spec, buckets, TTL. */
+function countArgs(hit: CounterHit, now: number): [bucket: string, amount: string, spec: string, buckets: string, ttlMs: string] {
+  const w = hit.window;
+  const bucket = Number.isFinite(now) ? String(Math.floor(now / bucketWidth(w))) : '';
+  return [bucket, String(wholeAmount(hit.amount)), specText(w), String(w.buckets), String(ttlMs(w))];
+}
+
 /**
  * createRedisStore - counters under `keyPrefix` through `clients` (one, or a
  * pool of connections to the same Redis); defines the Lua commands on each.
@@ -254,8 +261,7 @@ export function createRedisStore(clients: RedisClient | readonly RedisClient[], 
   /** One call for all of a request's counters: a third of the commands and replies for three limits. */
   async function applyMany(hits: readonly CounterHit[], now: number): Promise<readonly number[]> {
     const keysThenArgs: string[] = hits.map((h) => redisKey(h.key));
-    const bucketOf = (w: WindowSpec): string => (Number.isFinite(now) ? String(Math.floor(now / bucketWidth(w))) : '');
-    for (const h of hits) keysThenArgs.push(bucketOf(h.window), String(wholeAmount(h.amount)), specText(h.window), String(h.window.buckets), String(ttlMs(h.window)));
+    for (const h of hits) keysThenArgs.push(...countArgs(h, now));
     const reply = await counting().leveeCountMany(hits.length, ...keysThenArgs);
     if (!Array.isArray(reply) || reply.length !== hits.length) throw new Error('malformed counter reply from redis');
     return reply.map(countOf);
@@ -263,9 +269,8 @@ export function createRedisStore(clients: RedisClient | readonly RedisClient[], 
 
   async function applyOne(hit: CounterHit, now: number): Promise<number> {
     const w = hit.window;
-    const bucket = Number.isFinite(now) ? String(Math.floor(now / bucketWidth(w))) : '';
     const key = redisKey(hit.key);
-    const args = [bucket, String(wholeAmount(hit.amount)), specText(w), String(w.buckets), String(ttlMs(w))] as const;
+    const args = countArgs(hit, now);
     const reply =
       hit.distinct === undefined
         ? await counting().leveeCount(key, ...args)
