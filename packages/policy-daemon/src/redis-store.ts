@@ -22,10 +22,12 @@
  * Reading, moving the window, the increment, the expiry and the total all
  * happen in ONE script call (never INCR and then a separate EXPIRE, the race
  * that leaves haraka-plugin-limit's keys without a TTL). On a single server
- * (or Sentinel) all of a request's counters go in one call (COUNT_MANY_SCRIPT:
- * a third of the commands, replies and script runs for three limits); on a
- * Cluster one call per counter, since several keys in one script would be a
- * CROSSSLOT error there (auto-pipelining still sends them in one write).
+ * (or Sentinel) the counters of all requests that arrive in one event-loop
+ * turn go in one call (COUNT_MANY_SCRIPT): with 8 busy connections that is one
+ * command, one reply and one script run for several requests instead of one
+ * per request (docs/benchmarks.md). On a Cluster one call per counter, since
+ * several keys in one script would be a CROSSSLOT error there (auto-pipelining
+ * still sends them in one write).
  *
  * The expiry (PX) is garbage collection only (two windows, at least a minute, of Redis time): the
  * window arithmetic uses the `now` Levee passes, so clocks of different MX
@@ -166,6 +168,28 @@ end
 return out
 `;
 
+/**
+ * Counters per script call at most: a turn with more requests sends more
+ * calls, so one script never holds Redis (single-threaded) for long. 512
+ * counters are ~170 requests of three limits, ~0.5 ms of script time.
+ */
+export const MAX_COUNTERS_PER_CALL = 512;
+
+/** A request waiting for its slice [from, from + count) of a batch's totals. */
+interface BatchWaiter {
+  readonly from: number;
+  readonly count: number;
+  readonly resolve: (totals: readonly number[]) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+/** The counters queued in one event-loop turn: keys, their arguments (5 each, see COUNT_FUNCTION), who waits. */
+interface CountBatch {
+  readonly keys: string[];
+  readonly args: string[];
+  readonly waiters: BatchWaiter[];
+}
+
 interface WithCountCommand {
   leveeCount(key: string, bucket: string, amount: string, spec: string, buckets: string, ttlMs: string): Promise<unknown>;
   /** numberOfKeys first (the command is defined with a variable key count). */
@@ -238,9 +262,9 @@ function countArgs(hit: CounterHit, now: number): [bucket: string, amount: strin
 /**
  * createRedisStore - counters under `keyPrefix` through `clients` (one, or a
  * pool of connections to the same Redis); defines the Lua commands on each.
- * Calls go to the connections in turn: ioredis keeps one auto-pipeline in
- * flight per connection, so a second connection sends the next batch while
- * the first waits for its replies.
+ * Calls go to the connections in turn, at most one batch in flight on each,
+ * so a second connection sends the next batch while the first waits for its
+ * reply.
  */
 export function createRedisStore(clients: RedisClient | readonly RedisClient[], keyPrefix: string): RedisCounterStore {
   const pool: readonly RedisClient[] = Array.isArray(clients) ? clients : [clients as RedisClient];
@@ -258,13 +282,61 @@ export function createRedisStore(clients: RedisClient | readonly RedisClient[], 
   // A request's counters in one script call where all keys may be touched together.
   const together = !first.isCluster;
 
-  /** One call for all of a request's counters: a third of the commands and replies for three limits. */
-  async function applyMany(hits: readonly CounterHit[], now: number): Promise<readonly number[]> {
-    const keysThenArgs: string[] = hits.map((h) => redisKey(h.key));
-    for (const h of hits) keysThenArgs.push(...countArgs(h, now));
-    const reply = await counting().leveeCountMany(hits.length, ...keysThenArgs);
-    if (!Array.isArray(reply) || reply.length !== hits.length) throw new Error('malformed counter reply from redis');
-    return reply.map(countOf);
+  /**
+   * Auto-pipelining of whole requests: the counters of every request that
+   * arrives while a call is on its way are collected in `pending` and sent as
+   * ONE script call (one command, one reply, one script run for several
+   * requests), at the end of the event-loop turn, or, when every connection
+   * already has a call in flight, as soon as one of them answers. Each request
+   * gets its own slice of the totals. The script adds the counters in order,
+   * so two requests on the same key see the totals two calls would give.
+   */
+  let pending: CountBatch | undefined;
+  let sendScheduled = false;
+  let inFlight = 0;
+
+  function send(full: CountBatch): void {
+    if (pending === full) pending = undefined;
+    inFlight++;
+    counting()
+      .leveeCountMany(full.keys.length, ...full.keys, ...full.args)
+      .then((reply) => {
+        if (!Array.isArray(reply) || reply.length !== full.keys.length) throw new Error('malformed counter reply from redis');
+        const totals = reply.map(countOf);
+        for (const waiter of full.waiters) waiter.resolve(totals.slice(waiter.from, waiter.from + waiter.count));
+      })
+      .catch((error: unknown) => {
+        for (const waiter of full.waiters) waiter.reject(error);
+      })
+      .finally(() => {
+        inFlight--;
+        if (pending !== undefined && !sendScheduled) send(pending);
+      });
+  }
+
+  /** At the end of the turn: send what was collected, unless every connection is busy (then a reply sends it). */
+  function sendAtTurnEnd(): void {
+    sendScheduled = false;
+    if (pending !== undefined && inFlight < pool.length) send(pending);
+  }
+
+  function applyBatched(hits: readonly CounterHit[], now: number): Promise<readonly number[]> {
+    // A full batch goes at once: one script call never holds Redis for long.
+    if (pending !== undefined && pending.keys.length + hits.length > MAX_COUNTERS_PER_CALL) send(pending);
+    pending ??= { keys: [], args: [], waiters: [] };
+    if (!sendScheduled) {
+      sendScheduled = true;
+      setImmediate(sendAtTurnEnd);
+    }
+    const batch = pending;
+    const from = batch.keys.length;
+    for (const h of hits) {
+      batch.keys.push(redisKey(h.key));
+      batch.args.push(...countArgs(h, now));
+    }
+    return new Promise((resolve, reject) => {
+      batch.waiters.push({ from, count: hits.length, resolve, reject });
+    });
   }
 
   async function applyOne(hit: CounterHit, now: number): Promise<number> {
@@ -287,7 +359,7 @@ export function createRedisStore(clients: RedisClient | readonly RedisClient[], 
   return {
     // Distinct counts (rare: contain limits on recipient domains) take the per-counter script with their marker key.
     apply: (hits, now) =>
-      together && hits.length > 1 && hits.every((h) => h.distinct === undefined) ? applyMany(hits, now) : Promise.all(hits.map((h) => applyOne(h, now))),
+      together && hits.length > 0 && hits.every((h) => h.distinct === undefined) ? applyBatched(hits, now) : Promise.all(hits.map((h) => applyOne(h, now))),
     peek: (keys, now) => Promise.all(keys.map((k) => peekOne(k, now))),
     // Every connection: the breaker closes only when all of them can count again.
     async probe() {
@@ -308,14 +380,18 @@ function reconnectDelay(times: number): number {
  * reconnect), no replay after a reconnect, a per-command timeout (default: the
  * request deadline; the shared lists' connection passes a longer one), and
  * reconnection in the background forever. Auto-pipelining is on: the
- * commands of all requests issued in one event-loop turn go out in one write.
+ * commands issued in one event-loop turn go out in one write. The counting
+ * call of a single server is left out of it (autoPipeliningIgnoredCommands):
+ * the store already batches whole requests into that one call, with one call
+ * in flight per connection (see createRedisStore), so ioredis's second
+ * deferral to the next turn would only add latency.
  * Attach an 'error' listener (the daemon does), or ioredis reports nothing.
  */
 export function createRedisClient(settings: RedisSettings, commandTimeoutMs = settings.timeoutMs): RedisClient {
   // The fail-fast options every node connection gets (no undefined values: ioredis's option
   // types do not accept them under exactOptionalPropertyTypes).
   const perNode = { maxRetriesPerRequest: 0, commandTimeout: commandTimeoutMs, connectTimeout: 1000 };
-  const single = { ...perNode, enableOfflineQueue: false, enableAutoPipelining: true, lazyConnect: false, retryStrategy: reconnectDelay };
+  const single = { ...perNode, enableOfflineQueue: false, enableAutoPipelining: true, autoPipeliningIgnoredCommands: ['leveeCountMany'], lazyConnect: false, retryStrategy: reconnectDelay };
   if (settings.clusterNodes !== undefined) {
     return new Cluster(
       settings.clusterNodes.map((n) => ({ host: n.host, port: n.port })),

@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import { createCircuitBreaker } from '../src/circuit-breaker.js';
 import { createFallbackStore } from '../src/fallback-store.js';
 import { createMemoryStore } from '../src/memory-store.js';
-import { createRedisStore, decodeCounterValue, COUNT_MANY_SCRIPT, COUNT_SCRIPT } from '../src/redis-store.js';
+import { createRedisStore, decodeCounterValue, COUNT_MANY_SCRIPT, COUNT_SCRIPT, MAX_COUNTERS_PER_CALL } from '../src/redis-store.js';
 import { describeCounterStoreContract } from './support/counter-store-contract.js';
 import { startRedis, type RedisInstance } from './support/redis.js';
 
@@ -190,5 +190,107 @@ describe('redis data model', () => {
     const scripts = calls.filter((c) => c === 'evalsha' || c === 'eval');
     expect(scripts.length).toBeGreaterThanOrEqual(21);
     expect(scripts.length).toBeLessThanOrEqual(23);
+  });
+});
+
+describe('redis request batching (single server)', () => {
+  const w = { windowMs: 60_000, buckets: 12 };
+  const t0 = 1_700_000_000_000;
+  const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+  const scriptCalls = (spy: jest.SpiedFunction<typeof client.sendCommand>) => spy.mock.calls.filter(([command]) => /^eval/i.test(command.name)).length;
+
+  /** A connected client of its own whose commands are counted (the script already loaded: no NOSCRIPT retry). */
+  async function countedClient(): Promise<{ c: Redis; spy: jest.SpiedFunction<typeof client.sendCommand> }> {
+    const c = client.duplicate();
+    await createRedisStore(c, 'warm:').apply([{ key: 'w', amount: 1, window: w }], t0);
+    return { c, spy: jest.spyOn(c, 'sendCommand') };
+  }
+
+  test('the counters of the requests of one event-loop turn go in one script call; each request gets its own totals, in order', async () => {
+    const { c, spy } = await countedClient();
+    try {
+      const store = createRedisStore(c, 'batch:');
+      const requests = Array.from({ length: 5 }, (_, i) =>
+        store.apply([{ key: 'shared', amount: 1, window: w }, { key: `own${i}`, amount: i + 1, window: w }], t0),
+      );
+      // The shared counter is added in request order, as five calls would have added it.
+      expect(await Promise.all(requests)).toEqual([[1, 1], [2, 2], [3, 3], [4, 4], [5, 5]]);
+      expect(scriptCalls(spy)).toBe(1);
+    } finally {
+      c.disconnect();
+    }
+  });
+
+  test(`more than ${MAX_COUNTERS_PER_CALL} counters in one turn: several calls, the same totals`, async () => {
+    const { c, spy } = await countedClient();
+    try {
+      const store = createRedisStore(c, 'big:');
+      const requests = Array.from({ length: 200 }, () => store.apply([{ key: 'a', amount: 1, window: w }, { key: 'b', amount: 2, window: w }, { key: 'c', amount: 0, window: w }], t0));
+      const totals = await Promise.all(requests);
+      expect(totals).toEqual(Array.from({ length: 200 }, (_, i) => [i + 1, 2 * (i + 1), 0]));
+      expect(scriptCalls(spy)).toBe(Math.ceil(600 / (MAX_COUNTERS_PER_CALL - (MAX_COUNTERS_PER_CALL % 3))));
+    } finally {
+      c.disconnect();
+    }
+  });
+
+  test('while the connection has a call in flight, new requests wait and go together as soon as it answers', async () => {
+    const { c, spy } = await countedClient();
+    try {
+      const store = createRedisStore(c, 'inflight:');
+      redis.pause(); // nothing is answered: the first call stays in flight
+      let first: Promise<readonly number[]>;
+      let later: Promise<readonly number[]>[];
+      try {
+        first = store.apply([{ key: 'k', amount: 1, window: w }], t0);
+        await turn();
+        await turn();
+        expect(scriptCalls(spy)).toBe(1);
+        // Two more requests, in two later turns: held back while the only connection waits.
+        later = [store.apply([{ key: 'k', amount: 1, window: w }], t0)];
+        await turn();
+        later.push(store.apply([{ key: 'k', amount: 1, window: w }], t0));
+        await turn();
+        expect(scriptCalls(spy)).toBe(1);
+      } finally {
+        redis.resume();
+      }
+      expect(await first).toEqual([1]);
+      expect(await Promise.all(later)).toEqual([[2], [3]]);
+      expect(scriptCalls(spy)).toBe(2);
+    } finally {
+      c.disconnect();
+    }
+  });
+
+  test('a call that fails rejects every request that was in it, and the next turn counts again', async () => {
+    const offline = new Redis(redis.url, { enableOfflineQueue: false, lazyConnect: true, maxRetriesPerRequest: 0 });
+    try {
+      const store = createRedisStore(offline, 'fail:');
+      const outcomes = await Promise.allSettled([0, 1, 2].map(() => store.apply([{ key: 'k', amount: 1, window: w }], t0)));
+      expect(outcomes.map((o) => o.status)).toEqual(['rejected', 'rejected', 'rejected']);
+      // The first command started the connection (lazyConnect); once it is up, counting works again.
+      if (offline.status !== 'ready') await new Promise((resolve) => offline.once('ready', resolve));
+      expect(await store.apply([{ key: 'k', amount: 1, window: w }], t0)).toEqual([1]);
+    } finally {
+      offline.disconnect();
+    }
+  });
+
+  test('a request with a distinct count is not held in the batch and keeps its marker semantics', async () => {
+    const { c } = await countedClient();
+    try {
+      const store = createRedisStore(c, 'mixed:');
+      const [plain, distinctA, distinctAgain] = await Promise.all([
+        store.apply([{ key: 'p', amount: 1, window: w }, { key: 'q', amount: 1, window: w }], t0),
+        store.apply([{ key: 'd', amount: 1, window: w, distinct: 'example.com' }], t0),
+        store.apply([{ key: 'd', amount: 1, window: w, distinct: 'example.com' }], t0),
+      ]);
+      expect(plain).toEqual([1, 1]);
+      expect(distinctA).toEqual([1]);
+      expect(distinctAgain).toEqual([1]);
+    } finally {
+      c.disconnect();
+    }
   });
 });
