@@ -10,7 +10,9 @@
 //        [--pid DAEMON_PID] [--other-pid PID]
 //
 // Prints one JSON object on stdout. Bounded by --duration (and --max-requests);
-// it always stops by itself. With --pid it also reads the daemon's CPU time
+// it always stops by itself. It reports its own CPU per request
+// (loadCpuUsPerRequest): on one machine the generator takes its share of the
+// cores too. With --pid it also reads the daemon's CPU time
 // over the measured window and samples its RSS once a second; with
 // --other-pid, the CPU time of that process too (redis-server).
 import net from 'node:net';
@@ -54,11 +56,13 @@ let errors = 0; // measured
 const errorKinds = Object.create(null);
 let rssSamples = [];
 let cpuStart = 0;
+let loadCpuStart = process.cpuUsage();
 let measureStart = performance.now();
 
 function startMeasuring() {
   measuring = true;
   measureStart = performance.now();
+  loadCpuStart = process.cpuUsage();
   if (pid !== undefined) cpuStart = cpuSeconds(pid);
   if (otherPid !== undefined) otherCpuStart = cpuSeconds(otherPid);
 }
@@ -167,6 +171,7 @@ const hardStop = setTimeout(() => {
 const workers = Array.from({ length: connections }, (_, i) => worker(i));
 await Promise.all(workers);
 const seconds = (performance.now() - measureStart) / 1000;
+const loadCpu = process.cpuUsage(loadCpuStart);
 clearTimeout(hardStop);
 if (rssTimer !== undefined) clearInterval(rssTimer);
 
@@ -181,6 +186,7 @@ const result = {
   throughput: completed / seconds,
   latencyMs: latencySummary(latencies),
   actions,
+  loadCpuUsPerRequest: (loadCpu.user + loadCpu.system) / completed,
 };
 if (pid !== undefined) {
   const cpu = cpuSeconds(pid) - cpuStart;

@@ -79,13 +79,17 @@ export function renderResults(results, file) {
     if (redis.length > 0) {
       lines.push('Redis store runs: a private redis-server on loopback per run (no persistence), `timeout: 250ms` (the default 25ms opens the breaker on a shared 2-core machine, see docs/benchmarks.md); "counted locally" = requests answered from local counts because Redis missed the deadline or failed (`levee_counter_backend_errors_total`), which must be ~0 for the figure to be a Redis figure.');
       lines.push('');
-      lines.push('| scenario | req/s | p99 ms | vs memory, same connections | redis-server CPU µs/req | daemon + redis CPU µs/req | counted locally (median) |');
-      lines.push('|---|---|---|---|---|---|---|');
+      lines.push('"Machine CPU in use" adds the daemon, redis-server and the load generator (CPU µs per request x requests/s): at 2.0 the run used both cores of this machine, and only less CPU per request would raise the figure.');
+      lines.push('');
+      lines.push('| scenario | req/s | p99 ms | vs memory, same connections | redis-server CPU µs/req | daemon + redis CPU µs/req | load generator CPU µs/req | machine CPU in use (cores) | counted locally (median) |');
+      lines.push('|---|---|---|---|---|---|---|---|---|');
       for (const s of redis) {
         const x = s.median;
         const mem = policy.find((p) => p.store === undefined && p.connections === s.connections && p.distinct === s.distinct && (p.logLevel ?? 'warn') === (s.logLevel ?? 'warn'));
         const vs = mem === undefined ? 'n/a' : `${f((x.throughput / mem.median.throughput) * 100)} % of ${f(mem.median.throughput)}`;
-        lines.push(`| ${s.name} | ${f(x.throughput)} | ${ms(x.p99)} | ${vs} | ${f(x.redisCpuUsPerUnit, 1)} | ${f(x.cpuUsPerUnit + x.redisCpuUsPerUnit, 1)} | ${f(x.redisFallbacks)} |`);
+        const load = x.loadCpuUsPerUnit;
+        const cores = load === undefined ? 'n/a' : ((x.cpuUsPerUnit + x.redisCpuUsPerUnit + load) * x.throughput / 1e6).toFixed(2);
+        lines.push(`| ${s.name} | ${f(x.throughput)} | ${ms(x.p99)} | ${vs} | ${f(x.redisCpuUsPerUnit, 1)} | ${f(x.cpuUsPerUnit + x.redisCpuUsPerUnit, 1)} | ${load === undefined ? 'n/a' : f(load, 1)} | ${cores} | ${f(x.redisFallbacks)} |`);
       }
       lines.push('');
     }

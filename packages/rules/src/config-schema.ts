@@ -154,7 +154,7 @@ export interface RedisSettings {
   readonly keyPrefix: string;
   /** Per-request deadline in ms; past it the request counts locally. */
   readonly timeoutMs: number;
-  /** Connections the counting commands are spread over, each with its own auto-pipeline. */
+  /** Connections the counting calls are spread over, each with at most one batch in flight. */
   readonly connections: number;
   readonly breaker: { readonly failures: number; readonly coolDownMs: number };
 }
@@ -824,7 +824,7 @@ const redisSection = z
       .max(16, 'at most 16 connections')
       .default(DEFAULT_REDIS_CONNECTIONS)
       .meta(
-        doc('Connections the counting commands are spread over (per node on a Cluster), each sending its own auto-pipelined batches; the shared lists use one more.', {
+        doc('Connections the counting calls are spread over (per node on a Cluster), each with at most one batch of requests in flight; the shared lists use one more.', {
           allowed: '1-16',
         }),
       ),
