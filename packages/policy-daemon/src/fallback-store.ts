@@ -146,16 +146,31 @@ export function createFallbackStore(options: FallbackStoreOptions): FallbackStor
         failed('error', error);
         return markDegraded(localTotals);
       }
-      return withDeadline(sent, timeoutMs).then(
-        (totals) => {
-          breaker.recordSuccess();
-          return totals;
-        },
-        (error: unknown) => {
-          failed(isTimeout(error) ? 'timeout' : 'error', error);
-          return markDegraded(localTotals);
-        },
-      );
+      // The deadline inline (not withDeadline + then): one promise per request on the hot path.
+      return new Promise<readonly number[]>((resolve) => {
+        let settled = false;
+        const timer = setTimeout(() => {
+          settled = true;
+          failed('timeout', new DeadlineError(timeoutMs));
+          resolve(markDegraded(localTotals));
+        }, timeoutMs);
+        sent.then(
+          (totals) => {
+            if (settled) return; // too late: already answered from local counts
+            settled = true;
+            clearTimeout(timer);
+            breaker.recordSuccess();
+            resolve(totals);
+          },
+          (error: unknown) => {
+            if (settled) return;
+            settled = true;
+            clearTimeout(timer);
+            failed(isTimeout(error) ? 'timeout' : 'error', error);
+            resolve(markDegraded(localTotals));
+          },
+        );
+      });
     },
     peek(keys: readonly CounterRead[], now: number) {
       if (!breaker.allowRequest()) return local.peek(keys, now);

@@ -338,7 +338,12 @@ export function decideWithStore(facts: Facts, ruleset: Ruleset, store: CounterSt
   const states = wanted === undefined || book === undefined ? [] : book.read(wanted.map((i) => (plan.hits[i] as CounterHit).key), now);
   const judge = (t: readonly number[], read: readonly (ContainState | undefined)[]): Decision =>
     decide(facts, ruleset, plan, t, isDegraded(t), { states: spread(read, wanted, plan.hits.length), now });
-  if (Array.isArray(totals) && Array.isArray(states)) return judge(totals as readonly number[], states as readonly (ContainState | undefined)[]);
+  if (Array.isArray(states)) {
+    const read = states as readonly (ContainState | undefined)[];
+    if (Array.isArray(totals)) return judge(totals as readonly number[], read);
+    // A remote store and no containment read (the common shared-counter case): one promise turn, not Promise.all's.
+    return (totals as Promise<readonly number[]>).then((t) => judge(t, read));
+  }
   return Promise.all([totals, states]).then(([t, read]) => judge(t, read));
 }
 
