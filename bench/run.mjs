@@ -12,7 +12,7 @@
 //   node bench/run.mjs [--quick] [--runs 3] [--duration 10] [--warmup 2]
 //        [--only policy,milter,memory,micro] [--scenario NAME-SUBSTRING]
 //        [--label TEXT] [--no-docs] [--quiet-wait SECONDS]
-//        [--memory-requests N] [--flood-requests N]
+//        [--memory-requests N] [--flood-requests N] [--help]
 //
 // Before each run it waits (up to --quiet-wait s) until other processes use
 // under 15% of the machine, and records the busy share it saw.
@@ -45,8 +45,15 @@ const { values: opt } = parseArgs({
     'flood-requests': { type: 'string' },
     'memory-requests': { type: 'string' },
     'quiet-wait': { type: 'string', default: '30' },
+    help: { type: 'boolean', short: 'h', default: false },
   },
 });
+if (opt.help) {
+  // The usage is this file's header comment.
+  const header = readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1).filter((line) => line.startsWith('//'));
+  process.stdout.write(`${header.map((line) => line.replace(/^\/\/ ?/, '')).join('\n')}\n`);
+  process.exit(0);
+}
 const runs = Number(opt.runs ?? (opt.quick ? 1 : 3));
 const duration = Number(opt.duration ?? (opt.quick ? 3 : 10));
 const warmup = Number(opt.warmup ?? (opt.quick ? 1 : 2));
