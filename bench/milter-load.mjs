@@ -84,11 +84,13 @@ let errors = 0;
 const errorKinds = Object.create(null);
 const rssSamples = [];
 let cpuStart = 0;
+let loadCpuStart = process.cpuUsage();
 let measureStart = performance.now();
 
 function startMeasuring() {
   measuring = true;
   measureStart = performance.now();
+  loadCpuStart = process.cpuUsage();
   if (pid !== undefined) cpuStart = cpuSeconds(pid);
 }
 
@@ -248,6 +250,7 @@ const hardStop = setTimeout(() => {
 const worker = opt.mode === 'persistent' ? persistentWorker : perMessageWorker;
 await Promise.all(Array.from({ length: connections }, (_, i) => worker(i)));
 const seconds = (performance.now() - measureStart) / 1000;
+const loadCpu = process.cpuUsage(loadCpuStart);
 clearTimeout(hardStop);
 if (rssTimer !== undefined) clearInterval(rssTimer);
 
@@ -265,6 +268,8 @@ const result = {
   latencyMs: latencySummary(latencies),
   commandLatencyMs: latencySummary(commandLatencies),
   outcomes,
+  // The generator's own CPU: on one machine it takes its share of the cores too.
+  loadCpuUsPerMessage: (loadCpu.user + loadCpu.system) / completed,
 };
 if (pid !== undefined) {
   const cpu = cpuSeconds(pid) - cpuStart;

@@ -304,7 +304,7 @@ async function runScenario(s) {
     perRun.push({ ...load, daemonPeakRssKiB: stopped.hwmKiB, daemonExit: stopped.exit, machineBusyBefore: busyBefore, ...(redis === undefined ? {} : { redisFallbacks }) });
     const unit = s.kind === 'policy' ? 'req/s' : 'msg/s';
     process.stderr.write(
-      `  ${s.name} run ${r + 1}/${runs}: ${load.throughput.toFixed(0)} ${unit}, p50 ${load.latencyMs.p50.toFixed(3)} p99 ${load.latencyMs.p99.toFixed(3)} p99.9 ${load.latencyMs.p999.toFixed(3)} ms, errors ${load.errors}, daemon ${((s.kind === 'policy' ? load.daemonCpuUsPerRequest : load.daemonCpuUsPerMessage) ?? NaN).toFixed(1)} µs CPU each, peak RSS ${(stopped.hwmKiB / 1024).toFixed(0)} MiB${redisFallbacks === undefined ? '' : `, redis ${load.otherCpuUsPerRequest.toFixed(1)} µs CPU each, ${redisFallbacks} requests counted locally`}${load.loadCpuUsPerRequest === undefined ? '' : `, load generator ${load.loadCpuUsPerRequest.toFixed(1)} µs CPU each`}\n`,
+      `  ${s.name} run ${r + 1}/${runs}: ${load.throughput.toFixed(0)} ${unit}, p50 ${load.latencyMs.p50.toFixed(3)} p99 ${load.latencyMs.p99.toFixed(3)} p99.9 ${load.latencyMs.p999.toFixed(3)} ms, errors ${load.errors}, daemon ${((s.kind === 'policy' ? load.daemonCpuUsPerRequest : load.daemonCpuUsPerMessage) ?? NaN).toFixed(1)} µs CPU each, peak RSS ${(stopped.hwmKiB / 1024).toFixed(0)} MiB${redisFallbacks === undefined ? '' : `, redis ${load.otherCpuUsPerRequest.toFixed(1)} µs CPU each, ${redisFallbacks} requests counted locally`}${(load.loadCpuUsPerRequest ?? load.loadCpuUsPerMessage) === undefined ? '' : `, load generator ${(load.loadCpuUsPerRequest ?? load.loadCpuUsPerMessage).toFixed(1)} µs CPU each`}\n`,
     );
     await sleep(300);
   }
@@ -323,7 +323,7 @@ async function runScenario(s) {
       daemonCpuShare: med((x) => x.daemonCpuSeconds / x.seconds),
       peakRssMiB: med((x) => x.daemonPeakRssKiB / 1024),
       ...(s.store === 'redis' ? { redisCpuUsPerUnit: med((x) => x.otherCpuUsPerRequest), redisFallbacks: med((x) => x.redisFallbacks) } : {}),
-      ...(s.kind === 'policy' ? { loadCpuUsPerUnit: med((x) => x.loadCpuUsPerRequest) } : {}),
+      loadCpuUsPerUnit: med((x) => x.loadCpuUsPerRequest ?? x.loadCpuUsPerMessage),
     },
     totalErrors: perRun.reduce((a, x) => a + x.errors, 0),
     perRun,
