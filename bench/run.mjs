@@ -14,12 +14,16 @@
 //        [--label TEXT] [--no-docs] [--quiet-wait SECONDS]
 //        [--memory-requests N] [--flood-requests N] [--help]
 //
+// The scenario reference-c-dunno-c8 runs bench/reference/dunno-server.c (a
+// plain C epoll server answering DUNNO, built with cc; skipped without one)
+// instead of the daemon: the ceiling of the machine for the policy runs.
+//
 // Before each run it waits (up to --quiet-wait s) until other processes use
 // under 15% of the machine, and records the busy share it saw.
 //
 // Everything is bounded: each load run by --duration, each daemon by a
 // SIGTERM then SIGKILL deadline, the whole runner by the scenario list.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -83,6 +87,9 @@ const SCENARIOS = [
   // on); the report compares it with policy-c8-d1M (target: at least half).
   { name: 'policy-c8-d1M-redis', kind: 'policy', connections: 8, distinct: '1M', store: 'redis', target: 'redis' },
   { name: 'policy-c64-d1M-redis', kind: 'policy', connections: 64, distinct: '1M', store: 'redis' },
+  // The reference point: a plain C epoll server answering DUNNO (bench/reference/dunno-server.c),
+  // driven by the same generator on the same machine: the ceiling of this machine's loopback.
+  { name: 'reference-c-dunno-c8', kind: 'policy', connections: 8, distinct: '1M', store: 'reference' },
 ];
 const REDIS_SERVER = '/usr/bin/redis-server';
 
@@ -200,6 +207,48 @@ async function startRedisServer() {
   };
 }
 
+/** The C reference server, compiled once per runner; undefined when there is no C compiler. */
+let referenceBinary;
+function referenceServerBinary() {
+  if (referenceBinary !== undefined) return referenceBinary || undefined;
+  const out = path.join(tmpDir, 'dunno-server');
+  try {
+    execFileSync('cc', ['-O2', '-o', out, path.join(ROOT, 'bench/reference/dunno-server.c')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    referenceBinary = out;
+  } catch (error) {
+    process.stderr.write(`  no C reference server (cc failed: ${String(error.message).split('\n')[0]}); install gcc to get it\n`);
+    referenceBinary = '';
+  }
+  return referenceBinary || undefined;
+}
+
+/** The C reference server on a free loopback port, shaped like startDaemon's result for the policy runs. */
+async function startReferenceServer(binary) {
+  const policyPort = await freePort();
+  const child = spawn(binary, [String(policyPort)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  try {
+    await Promise.race([waitForPort(policyPort, 10_000), exited.then((e) => Promise.reject(new Error(`dunno-server exited ${JSON.stringify(e)}`)))]);
+  } catch (error) {
+    child.kill('SIGKILL');
+    throw error;
+  }
+  return {
+    policyPort,
+    pid: child.pid,
+    async stop() {
+      const mem = memoryKiB(child.pid);
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      const how = await exited;
+      clearTimeout(timer);
+      return { ...mem, exit: how, stderr: '' };
+    },
+  };
+}
+
 /**
  * Start a daemon; logs (one JSON line per decision at info) go to /dev/null:
  * the daemon pays for serialising and write(2), not a reader such as journald.
@@ -278,13 +327,16 @@ function runNode(script, args, deadlineMs) {
 // ---- one scenario ------------------------------------------------------------
 async function runScenario(s) {
   const perRun = [];
+  const reference = s.store === 'reference' ? referenceServerBinary() : undefined;
+  if (s.store === 'reference' && reference === undefined) return { ...s, runs: 0, skipped: 'no C compiler (cc)', median: {}, totalErrors: 0, perRun };
   for (let r = 0; r < runs; r++) {
     const busyBefore = await waitForQuiet();
     const redis = s.store === 'redis' ? await startRedisServer() : undefined;
     let load;
     let redisFallbacks;
     try {
-      const daemon = await startDaemon({ logLevel: s.logLevel ?? 'warn', milterRules: s.kind === 'milter', redisUrl: redis?.url });
+      const daemon =
+        reference === undefined ? await startDaemon({ logLevel: s.logLevel ?? 'warn', milterRules: s.kind === 'milter', redisUrl: redis?.url }) : await startReferenceServer(reference);
       try {
         const common = ['--connections', String(s.connections), '--duration', String(duration), '--warmup', String(warmup), '--distinct', s.distinct, '--pid', String(daemon.pid)];
         if (redis !== undefined) common.push('--other-pid', String(redis.pid));

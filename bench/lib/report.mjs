@@ -72,9 +72,20 @@ export function renderResults(results, file) {
     lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
     for (const s of policy) {
       const x = s.median;
-      lines.push(`| ${s.name} | ${s.store ?? 'memory'} | ${s.connections} | ${s.distinct} | ${s.logLevel ?? 'warn'} | ${f(x.throughput)} | ${ms(x.p50)} | ${ms(x.p99)} | ${ms(x.p999)} | ${s.totalErrors} | ${f(x.cpuUsPerUnit, 1)} | ${f(x.daemonCpuShare * 100)}% | ${f(x.peakRssMiB)} |`);
+      if (s.skipped !== undefined) {
+        lines.push(`| ${s.name} | ${s.store} | ${s.connections} | ${s.distinct} | | not run: ${s.skipped} | | | | | | | |`);
+        continue;
+      }
+      lines.push(`| ${s.name} | ${s.store === 'reference' ? 'C reference, no rules' : (s.store ?? 'memory')} | ${s.connections} | ${s.distinct} | ${s.store === 'reference' ? 'none' : (s.logLevel ?? 'warn')} | ${f(x.throughput)} | ${ms(x.p50)} | ${ms(x.p99)} | ${ms(x.p999)} | ${s.totalErrors} | ${f(x.cpuUsPerUnit, 1)} | ${f(x.daemonCpuShare * 100)}% | ${f(x.peakRssMiB)} |`);
     }
     lines.push('');
+    const reference = policy.find((s) => s.store === 'reference' && s.skipped === undefined);
+    const target = policy.find((s) => s.target === 'policy');
+    if (reference !== undefined) {
+      const share = target === undefined ? '' : ` ${target.name} reaches ${f((target.median.throughput / reference.median.throughput) * 100)} % of its requests/s.`;
+      lines.push(`Reference: \`reference-c-dunno-c8\` is a plain C epoll server that answers every request with \`action=DUNNO\` and does nothing else (bench/reference/dunno-server.c), driven by the same generator on the same machine: ${f(reference.median.throughput)} req/s at ${f(reference.median.cpuUsPerUnit, 1)} µs of server CPU per request, which is what this machine's loopback and scheduler allow.${share}`);
+      lines.push('');
+    }
     const redis = policy.filter((s) => s.store === 'redis');
     if (redis.length > 0) {
       lines.push('Redis store runs: a private redis-server on loopback per run (no persistence), `timeout: 250ms` (the default 25ms opens the breaker on a shared 2-core machine, see docs/benchmarks.md); "counted locally" = requests answered from local counts because Redis missed the deadline or failed (`levee_counter_backend_errors_total`), which must be ~0 for the figure to be a Redis figure.');

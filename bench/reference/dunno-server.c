@@ -1,0 +1,115 @@
+/*
+ * dunno-server - the reference point of the policy benchmarks: a plain C
+ * epoll server that answers every Postfix policy request with
+ * "action=DUNNO\n\n" and does nothing else (no parsing beyond finding the
+ * blank line that ends a request, no rules, no counters). What it reaches
+ * with the same load generator on the same machine is the ceiling of the
+ * machine's loopback TCP for this request pattern; Levee's figures are read
+ * against it (docs/benchmarks.md).
+ *
+ *   cc -O2 -o dunno-server dunno-server.c && ./dunno-server PORT
+ *
+ * Listens on 127.0.0.1:PORT only; one process, one thread; SIGTERM or SIGINT
+ * ends it.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define MAX_EVENTS 256
+#define READ_SIZE 65536
+
+static const char REPLY[] = "action=DUNNO\n\n";
+static volatile sig_atomic_t stopping = 0;
+
+static void on_signal(int sig) {
+  (void)sig;
+  stopping = 1;
+}
+
+/* Per connection: whether the last byte read was '\n' (a request may end across two reads). */
+static unsigned char last_was_newline[65536];
+
+int main(int argc, char **argv) {
+  if (argc != 2) {
+    fprintf(stderr, "usage: %s PORT\n", argv[0]);
+    return 64;
+  }
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  int listener = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  int one = 1;
+  setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  struct sockaddr_in addr;
+  memset(&addr, 0, sizeof addr);
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons((unsigned short)atoi(argv[1]));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(listener, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(listener, 511) != 0) {
+    perror("listen");
+    return 1;
+  }
+  int ep = epoll_create1(0);
+  struct epoll_event ev = {.events = EPOLLIN, .data.fd = listener};
+  epoll_ctl(ep, EPOLL_CTL_ADD, listener, &ev);
+  static char buf[READ_SIZE];
+  struct epoll_event events[MAX_EVENTS];
+  while (!stopping) {
+    int n = epoll_wait(ep, events, MAX_EVENTS, 500);
+    for (int i = 0; i < n; i++) {
+      int fd = events[i].data.fd;
+      if (fd == listener) {
+        int c;
+        while ((c = accept4(listener, NULL, NULL, SOCK_NONBLOCK)) >= 0) {
+          if (c >= (int)sizeof last_was_newline) {
+            close(c);
+            continue;
+          }
+          setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+          last_was_newline[c] = 0;
+          struct epoll_event cev = {.events = EPOLLIN, .data.fd = c};
+          epoll_ctl(ep, EPOLL_CTL_ADD, c, &cev);
+        }
+        continue;
+      }
+      ssize_t got = read(fd, buf, sizeof buf);
+      if (got <= 0) {
+        if (got < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+        close(fd);
+        continue;
+      }
+      /* One reply per blank line (two newlines in a row, possibly across reads). */
+      int replies = 0;
+      unsigned char prev = last_was_newline[fd];
+      for (ssize_t k = 0; k < got; k++) {
+        unsigned char nl = buf[k] == '\n';
+        if (nl && prev) {
+          replies++;
+          nl = 0;
+        }
+        prev = nl;
+      }
+      last_was_newline[fd] = prev;
+      for (int r = 0; r < replies; r++) {
+        if (write(fd, REPLY, sizeof REPLY - 1) < 0) break;
+      }
+    }
+  }
+  close(ep);
+  close(listener);
+  return 0;
+}
