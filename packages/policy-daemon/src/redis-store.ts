@@ -298,8 +298,14 @@ export function createRedisStore(clients: RedisClient | readonly RedisClient[], 
   function send(full: CountBatch): void {
     if (pending === full) pending = undefined;
     inFlight++;
-    counting()
-      .leveeCountMany(full.keys.length, ...full.keys, ...full.args)
+    let call: Promise<unknown>;
+    try {
+      call = counting().leveeCountMany(full.keys.length, ...full.keys, ...full.args);
+    } catch (error) {
+      // A client that throws instead of rejecting: every waiter still gets its answer.
+      call = Promise.reject(error);
+    }
+    call
       .then((reply) => {
         if (!Array.isArray(reply) || reply.length !== full.keys.length) throw new Error('malformed counter reply from redis');
         const totals = reply.map(countOf);

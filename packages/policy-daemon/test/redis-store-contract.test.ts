@@ -277,6 +277,21 @@ describe('redis request batching (single server)', () => {
     }
   });
 
+  test('a client that throws instead of rejecting: every request of the batch is rejected, nothing escapes', async () => {
+    const c = client.duplicate();
+    try {
+      const store = createRedisStore(c, 'throws:');
+      // After createRedisStore, which defines the command on the client.
+      jest.spyOn(c as unknown as { leveeCountMany: () => never }, 'leveeCountMany').mockImplementation(() => {
+        throw new Error('thrown, not rejected');
+      });
+      const outcomes = await Promise.allSettled([0, 1].map(() => store.apply([{ key: 'k', amount: 1, window: w }], t0)));
+      expect(outcomes.map((o) => (o.status === 'rejected' ? String(o.reason) : 'fulfilled'))).toEqual(['Error: thrown, not rejected', 'Error: thrown, not rejected']);
+    } finally {
+      c.disconnect();
+    }
+  });
+
   test('a request with a distinct count is not held in the batch and keeps its marker semantics', async () => {
     const { c } = await countedClient();
     try {
