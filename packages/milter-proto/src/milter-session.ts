@@ -89,13 +89,16 @@ export interface MilterMessageState {
 }
 
 /**
- * The macros per stage: index i holds the macros (names without braces ->
- * value) of MACRO_STAGES[i], undefined when that stage sent none. A fixed,
+ * The macros per stage: index i holds the name/value pairs of MACRO_STAGES[i]
+ * as the MACRO packet gave them (names with or without braces; a later pair
+ * of the same name wins), undefined when that stage sent none. A fixed,
  * short array: a command copies it only when it clears a stage that has
- * macros, and a lookup walks ten slots (the state is copied per command, so
- * a dictionary keyed by stage letter cost more than the rest of the step).
+ * macros, and a lookup walks ten slots of a few pairs each. The packet's own
+ * pairs are kept, so a MACRO costs no dictionary (the state is copied per
+ * command, so a dictionary keyed by stage letter, and one per stage, cost
+ * more than the rest of the step).
  */
-export type MilterMacroTable = readonly (Readonly<Record<string, string>> | undefined)[];
+export type MilterMacroTable = readonly (readonly MilterMacroPair[] | undefined)[];
 
 export interface MilterSessionState {
   readonly phase: MilterSessionPhase;
@@ -194,6 +197,9 @@ export function createMilterSession(config: Partial<MilterSessionConfig> = {}): 
   };
 }
 
+/** Steps without events (MACRO, and ABORT/QUIT_NC with nothing open) share this array. */
+const NO_EVENTS: readonly MilterEvent[] = Object.freeze([]);
+
 /** stepMilterSession - apply one command from the MTA. */
 export function stepMilterSession(state: MilterSessionState, command: MilterCommand): MilterStep {
   if (state.phase === 'failed') return fail(state, 'after-error', `${command.type} after an earlier error`);
@@ -211,106 +217,134 @@ export function stepMilterSession(state: MilterSessionState, command: MilterComm
   }
   const agreed = state.agreed as MilterAgreement;
   const expectsReply = milterExpectsReply(agreed, command.type);
-  const events: MilterEvent[] = [];
-  let s: MilterSessionState = state;
-  if (!s.connection.open && command.type !== 'QUIT' && command.type !== 'QUIT_NC') {
-    s = { ...s, connection: { ...s.connection, open: true } };
-  }
+  // The parts of the next state, put together once at the end (one object literal
+  // instead of a spread per change: this runs for every command of every message).
+  let phase: MilterSessionPhase = state.phase;
+  let connection = state.connection;
+  let macros = state.macros;
+  let message = state.message;
+  let events: MilterEvent[] | undefined;
+  const opens = !connection.open && command.type !== 'QUIT' && command.type !== 'QUIT_NC';
   const stage = COMMAND_STAGE[command.type];
-  if (stage !== undefined) {
-    const macros = clearStages(s.macros, stage + 1, LAST_ORDERED_STAGE);
-    if (macros !== s.macros) s = { ...s, macros };
-  }
+  if (stage !== undefined) macros = clearStages(macros, stage + 1, LAST_ORDERED_STAGE);
 
   switch (command.type) {
     case 'OPTNEG':
       return fail(state, 'repeated-optneg', 'second OPTNEG on one stream');
     case 'MACRO':
-      return { state: { ...s, macros: setStageMacros(s.macros, command.stage, command.macros) }, expectsReply, events };
+      macros = setStageMacros(macros, command.stage, command.macros);
+      break;
     case 'CONNECT': {
-      if (s.connection.connect !== undefined) return fail(state, 'out-of-order', 'CONNECT twice without QUIT_NC');
+      if (connection.connect !== undefined) return fail(state, 'out-of-order', 'CONNECT twice without QUIT_NC');
       const info = connectInfo(command);
-      s = { ...s, connection: { ...s.connection, connect: info } };
-      events.push({ type: 'connect', info });
+      connection = { open: true, connect: info, helo: connection.helo, messages: connection.messages };
+      events = [{ type: 'connect', info }];
       break;
     }
     case 'HELO':
-      s = abandonMessage(s, events);
-      s = { ...s, connection: { ...s.connection, helo: command.helo } };
+      events = [];
+      if (message !== undefined) {
+        if (!message.ended) events.push({ type: 'abort' });
+        message = undefined;
+      }
+      connection = { open: true, connect: connection.connect, helo: command.helo, messages: connection.messages };
       events.push({ type: 'helo', helo: command.helo });
       break;
     case 'MAIL': {
-      s = abandonMessage(s, events);
+      events = [];
+      if (message !== undefined && !message.ended) events.push({ type: 'abort' });
       const sender = toAddress(command.args);
-      s = { ...s, message: { ...freshMessage(), sender } };
+      message = messageState(sender, [], [], 0, 0, false);
       events.push({ type: 'mail', sender });
       break;
     }
     case 'RCPT': {
-      const message = currentMessage(s);
-      if (message.recipients.length >= s.config.limits.maxRecipientsPerMessage) {
-        return fail(state, 'too-many-recipients', `more than ${s.config.limits.maxRecipientsPerMessage} recipients in one message`);
+      const current = currentMessage(message);
+      if (current.recipients.length >= state.config.limits.maxRecipientsPerMessage) {
+        return fail(state, 'too-many-recipients', `more than ${state.config.limits.maxRecipientsPerMessage} recipients in one message`);
       }
       const recipient = toAddress(command.args);
-      s = { ...s, message: { ...message, recipients: [...message.recipients, recipient] } };
-      events.push({ type: 'rcpt', recipient });
+      const recipients = current.recipients.slice();
+      recipients.push(recipient);
+      message = messageState(current.sender, recipients, current.headers, current.headerBytes, current.bodyBytes, false);
+      events = [{ type: 'rcpt', recipient }];
       break;
     }
     case 'DATA':
-      s = { ...s, message: currentMessage(s) };
-      events.push({ type: 'data' });
+      message = currentMessage(message);
+      events = [{ type: 'data' }];
       break;
     case 'HEADER': {
-      const message = currentMessage(s);
-      const { maxHeadersPerMessage, maxHeaderBytesPerMessage } = s.config.limits;
-      if (message.headers.length >= maxHeadersPerMessage) {
+      const current = currentMessage(message);
+      const { maxHeadersPerMessage, maxHeaderBytesPerMessage } = state.config.limits;
+      if (current.headers.length >= maxHeadersPerMessage) {
         return fail(state, 'too-many-headers', `more than ${maxHeadersPerMessage} headers in one message`);
       }
-      const headerBytes = message.headerBytes + Buffer.byteLength(command.name) + Buffer.byteLength(command.value);
+      const headerBytes = current.headerBytes + Buffer.byteLength(command.name) + Buffer.byteLength(command.value);
       if (headerBytes > maxHeaderBytesPerMessage) {
         return fail(state, 'headers-too-large', `more than ${maxHeaderBytesPerMessage} header bytes in one message`);
       }
-      s = { ...s, message: { ...message, headerBytes, headers: [...message.headers, { name: command.name, value: command.value }] } };
-      events.push({ type: 'header', name: command.name, value: command.value });
+      const headers = current.headers.slice();
+      headers.push({ name: command.name, value: command.value });
+      message = messageState(current.sender, current.recipients, headers, headerBytes, current.bodyBytes, false);
+      events = [{ type: 'header', name: command.name, value: command.value }];
       break;
     }
     case 'EOH':
-      s = { ...s, message: currentMessage(s) };
-      events.push({ type: 'eoh' });
+      message = currentMessage(message);
+      events = [{ type: 'eoh' }];
       break;
     case 'BODY': {
-      const message = currentMessage(s);
-      s = { ...s, message: { ...message, bodyBytes: message.bodyBytes + command.chunk.length } };
-      events.push({ type: 'body', chunk: command.chunk });
+      const current = currentMessage(message);
+      message = messageState(current.sender, current.recipients, current.headers, current.headerBytes, current.bodyBytes + command.chunk.length, false);
+      events = [{ type: 'body', chunk: command.chunk }];
       break;
     }
-    case 'BODYEOB':
-      s = {
-        ...s,
-        message: { ...currentMessage(s), ended: true },
-        connection: { ...s.connection, messages: s.connection.messages + 1 },
-      };
-      events.push({ type: 'eom' });
+    case 'BODYEOB': {
+      const current = currentMessage(message);
+      message = messageState(current.sender, current.recipients, current.headers, current.headerBytes, current.bodyBytes, true);
+      connection = { open: true, connect: connection.connect, helo: connection.helo, messages: connection.messages + 1 };
+      events = [{ type: 'eom' }];
       break;
+    }
     case 'ABORT':
       // Repeated ABORTs (Postfix) and ABORT after BODYEOB only reset.
-      s = abandonMessage(s, events);
-      s = { ...s, macros: clearStages(s.macros, FIRST_MESSAGE_STAGE, LAST_ORDERED_STAGE) };
+      if (message !== undefined) {
+        if (!message.ended) events = [{ type: 'abort' }];
+        message = undefined;
+      }
+      macros = clearStages(macros, FIRST_MESSAGE_STAGE, LAST_ORDERED_STAGE);
       break;
     case 'UNKNOWN':
-      events.push({ type: 'unknown', command: command.command });
+      events = [{ type: 'unknown', command: command.command }];
       break;
     case 'QUIT':
-      s = closeConnection(s, events, 'quit');
-      s = { ...s, phase: 'closed' };
+    case 'QUIT_NC': {
+      const reason = command.type === 'QUIT' ? 'quit' : 'quit-nc';
+      if (message !== undefined) {
+        if (!message.ended) (events ??= []).push({ type: 'abort' });
+        message = undefined;
+      }
+      if (connection.open) {
+        (events ??= []).push({ type: 'close', reason });
+        connection = { open: false, connect: connection.connect, helo: connection.helo, messages: connection.messages };
+      }
+      if (command.type === 'QUIT') phase = 'closed';
+      else {
+        // Same socket, a new SMTP connection follows: forget everything but the negotiation.
+        connection = CLOSED_CONNECTION;
+        macros = NO_MACROS;
+      }
       break;
-    case 'QUIT_NC':
-      // Same socket, a new SMTP connection follows: forget everything but the negotiation.
-      s = closeConnection(s, events, 'quit-nc');
-      s = { ...s, connection: CLOSED_CONNECTION, macros: NO_MACROS };
-      break;
+    }
   }
-  return { state: s, expectsReply, events };
+  // Any other command opens the SMTP connection (as CONNECT, HELO and BODYEOB above do).
+  if (opens && !connection.open) connection = { open: true, connect: connection.connect, helo: connection.helo, messages: connection.messages };
+  const next =
+    phase === state.phase && connection === state.connection && macros === state.macros && message === state.message
+      ? state
+      : { phase, config: state.config, agreed: state.agreed, connection, macros, message };
+  return { state: next, expectsReply, events: events ?? NO_EVENTS };
 }
 
 /** endMilterSession - the stream ended (EOF or error) without QUIT: abort and close what is open. */
@@ -328,18 +362,24 @@ export function lookupMilterMacro(state: Pick<MilterSessionState, 'macros'>, nam
   const { macros } = state;
   // Latest stage first, UNKNOWN last.
   for (let i = LAST_ORDERED_STAGE; i >= 0; i--) {
-    const table = macros[i];
-    if (table !== undefined && Object.hasOwn(table, key)) return table[key];
+    const pairs = macros[i];
+    if (pairs !== undefined) {
+      const found = lastPairOf(pairs, key);
+      if (found !== undefined) return found[1];
+    }
   }
   const unknown = macros[UNKNOWN_STAGE];
-  return unknown !== undefined && Object.hasOwn(unknown, key) ? unknown[key] : undefined;
+  return unknown === undefined ? undefined : lastPairOf(unknown, key)?.[1];
 }
 
 /** milterMacroValues - every current macro (names without braces), later stages winning. */
 export function milterMacroValues(state: Pick<MilterSessionState, 'macros'>): Readonly<Record<string, string>> {
   const out = Object.create(null) as Record<string, string>;
-  Object.assign(out, state.macros[UNKNOWN_STAGE]);
-  for (let i = 0; i <= LAST_ORDERED_STAGE; i++) Object.assign(out, state.macros[i]);
+  const put = (pairs: readonly MilterMacroPair[] | undefined): void => {
+    if (pairs !== undefined) for (const [name, value] of pairs) out[bareMacroName(name)] = value;
+  };
+  put(state.macros[UNKNOWN_STAGE]);
+  for (let i = 0; i <= LAST_ORDERED_STAGE; i++) put(state.macros[i]);
   return out;
 }
 
@@ -349,13 +389,23 @@ function fail(state: MilterSessionState, code: MilterSessionErrorCode, detail: s
   return { state: { ...state, phase: 'failed' }, expectsReply: false, events: [{ type: 'error', code, detail }] };
 }
 
-function freshMessage(): MilterMessageState {
-  return { sender: undefined, recipients: [], headers: [], headerBytes: 0, bodyBytes: 0, ended: false };
+function messageState(
+  sender: MilterAddress | undefined,
+  recipients: readonly MilterAddress[],
+  headers: readonly MilterHeader[],
+  headerBytes: number,
+  bodyBytes: number,
+  ended: boolean,
+): MilterMessageState {
+  return { sender, recipients, headers, headerBytes, bodyBytes, ended };
 }
 
+const NO_ADDRESSES: readonly MilterAddress[] = Object.freeze([]);
+const NO_HEADERS: readonly MilterHeader[] = Object.freeze([]);
+
 /** The open message, or a new one (NOMAIL, or a message command after BODYEOB). */
-function currentMessage(s: MilterSessionState): MilterMessageState {
-  return s.message === undefined || s.message.ended ? freshMessage() : s.message;
+function currentMessage(message: MilterMessageState | undefined): MilterMessageState {
+  return message === undefined || message.ended ? messageState(undefined, NO_ADDRESSES, NO_HEADERS, 0, 0, false) : message;
 }
 
 /** Drop the message; an unfinished one gets an `abort` event. */
@@ -388,16 +438,28 @@ function bareMacroName(name: string): string {
 function setStageMacros(table: MilterMacroTable, stage: string, pairs: readonly MilterMacroPair[]): MilterMacroTable {
   const slot = macroSlot(stage);
   if (slot < 0) return table;
-  const values = Object.create(null) as Record<string, string>;
-  for (const [name, value] of pairs) values[bareMacroName(name)] = value;
   const next = table.slice();
-  next[slot] = values;
+  next[slot] = pairs;
   return next;
+}
+
+/** The last pair named `key` or `{key}` (key without braces), without building the bare names. */
+function lastPairOf(pairs: readonly MilterMacroPair[], key: string): MilterMacroPair | undefined {
+  for (let i = pairs.length - 1; i >= 0; i--) {
+    const pair = pairs[i] as MilterMacroPair;
+    const name = pair[0];
+    if (name === key) {
+      if (name.length <= 2 || name.charCodeAt(0) !== 0x7b || name.charCodeAt(name.length - 1) !== 0x7d) return pair;
+    } else if (name.length === key.length + 2 && name.length > 2 && name.charCodeAt(0) === 0x7b && name.charCodeAt(name.length - 1) === 0x7d && name.startsWith(key, 1)) {
+      return pair;
+    }
+  }
+  return undefined;
 }
 
 /** The table without the macros of slots from..to (inclusive); the same table when they hold none. */
 function clearStages(table: MilterMacroTable, from: number, to: number): MilterMacroTable {
-  let next: (Readonly<Record<string, string>> | undefined)[] | undefined;
+  let next: (readonly MilterMacroPair[] | undefined)[] | undefined;
   for (let i = from; i <= to; i++) {
     if (table[i] === undefined) continue;
     next ??= table.slice();

@@ -66,6 +66,37 @@ function isZip(filename: string | undefined, contentType: string): boolean {
   return (filename !== undefined && filename.toLowerCase().endsWith('.zip')) || /^application\/(x-)?zip(-compressed)?$/.test(contentType);
 }
 
+/** A field name as RFC 5322 has it: printable ASCII, no colon, no white space. */
+const FIELD_NAME = /^[!-9;-~]+$/;
+/** A CR, or an LF that does not fold (is not followed by white space): it would start a line of its own. */
+const LINE_BREAK = /\r|\n(?![ \t])/;
+
+/**
+ * A top-level header that cannot change how the splitter reads the others: a
+ * plain field name and a value whose only line breaks are folds. While every
+ * header of a block is plain, leaving out those that are not Content-* gives
+ * the splitter the same Content-Type, Content-Disposition and
+ * Content-Transfer-Encoding (it reads headers by lower-cased name, first one
+ * first) and no other header changes what it reports; a header that is not
+ * plain (a bare line break could end the block or add a line, a name with a
+ * space could read as an mbox "From " line or a fold) sends the whole block
+ * through as before.
+ */
+function plainHeader(name: string, value: string): boolean {
+  return FIELD_NAME.test(name) && !LINE_BREAK.test(value);
+}
+
+function isContentHeader(name: string): boolean {
+  return name.length > 8 && name.slice(0, 8).toLowerCase() === 'content-';
+}
+
+/** What a header's lines count for against mailsplit's maxHeadSize, at most (64 bytes at least per line). */
+function headerLineCost(line: string): number {
+  let lines = 0;
+  for (let i = line.indexOf('\n'); i >= 0; i = line.indexOf('\n', i + 1)) lines++;
+  return Buffer.byteLength(line) + 64 * lines;
+}
+
 export interface MessageScanner {
   /** One top-level header, as the milter passed it (folds as "\n" + white space). */
   header(name: string, value: string): void;
@@ -160,14 +191,43 @@ export function createMessageScanner(limits: MessageScannerLimits = DEFAULT_SCAN
     if (!broken) stream.write(data);
   };
 
+  // The top-level header block is held until it ends (see plainHeader), then the
+  // splitter is given its Content-* headers only: they are all it reads of that
+  // block, and parsing every Received line of every message cost more than the
+  // rest of the scan. Held: the lines, which are Content-*, and what the whole
+  // block would cost the splitter (bytes, 64 at least per line, as mailsplit counts).
+  let held: { lines: string[]; content: boolean[]; cost: number } | undefined = { lines: [], content: [], cost: 0 };
+  /** Give the splitter every held line (a header that is not plain, or a large block): the old, whole path. */
+  const releaseHeld = (): void => {
+    const h = held;
+    held = undefined;
+    if (h !== undefined && h.lines.length > 0) write(h.lines.join(''));
+  };
+
   return {
     header(name, value) {
-      write(`${name}: ${value.replace(/\r?\n/g, '\r\n')}\r\n`);
+      const line = `${name}: ${value.replace(/\r?\n/g, '\r\n')}\r\n`;
+      if (held === undefined) {
+        write(line);
+        return;
+      }
+      held.lines.push(line);
+      held.content.push(isContentHeader(name));
+      held.cost += headerLineCost(line);
+      if (!plainHeader(name, value) || held.cost > limits.maxNodeHeaderBytes / 2) releaseHeld();
     },
     endOfHeaders() {
       if (headersEnded) return;
       headersEnded = true;
-      write('\r\n');
+      const h = held;
+      held = undefined;
+      if (h === undefined) {
+        write('\r\n');
+        return;
+      }
+      let block = '';
+      for (let i = 0; i < h.lines.length; i++) if (h.content[i] === true) block += h.lines[i] as string;
+      write(`${block}\r\n`);
     },
     body(chunk) {
       if (!headersEnded) this.endOfHeaders();

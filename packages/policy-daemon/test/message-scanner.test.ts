@@ -125,4 +125,24 @@ describe('bounces: report type and the returned message', () => {
     expect(facts.report).toBeUndefined();
     expect(facts.returnedReceived).toBeUndefined();
   });
+
+  // The splitter is given only the Content-* headers of the top-level block while every
+  // header is plain; these vectors pin what the whole block gave (taken from the build before).
+  test.each([
+    ['Received lines and a folded Content-Type', [['Received', 'from a\n\tby b'], ['Subject', 'x'], ['Content-Type', 'multipart/mixed;\n\tboundary="XX"']], 1],
+    ['a bare line break that ends the header block early', [['Received', 'from a\n\tby b'], ['X-Evil', 'a\n\nb'], ['Content-Type', 'multipart/mixed; boundary="XX"']], 0],
+    ['a bare line break that adds a later Content-Type', [['Content-Type', 'multipart/mixed; boundary="XX"'], ['X-Evil', 'a\nContent-Type: text/plain']], 1],
+    ['a bare line break that adds an earlier Content-Type', [['X-Evil', 'a\nContent-Type: text/plain'], ['Content-Type', 'multipart/mixed; boundary="XX"']], 0],
+    ['a name with a space (an mbox "From " line)', [['From x', 'y'], ['Content-Type', 'multipart/mixed; boundary="XX"']], 1],
+    ['a name that starts with a space (a fold)', [['Subject', 'x'], [' Content-Type', 'text/plain'], ['Content-Type', 'multipart/mixed; boundary="XX"']], 1],
+    ['a header block larger than half of maxNodeHeaderBytes', [['X-Big', 'y'.repeat(140_000)], ['Content-Type', 'multipart/mixed; boundary="XX"']], 1],
+  ])('top-level headers: %s', async (_what, headers, found) => {
+    const scanner = createMessageScanner();
+    for (const [name, value] of headers as [string, string][]) scanner.header(name, value);
+    scanner.endOfHeaders();
+    scanner.body(Buffer.from('--XX\r\nContent-Type: application/octet-stream; name="evil.exe"\r\nContent-Disposition: attachment; filename="evil.exe"\r\n\r\nTVo=\r\n--XX--\r\n'));
+    const facts = await scanner.finish([]);
+    expect(facts.attachments).toEqual(found === 1 ? [{ filename: 'evil.exe', contentType: 'application/octet-stream' }] : []);
+    expect(facts.parts).toBe(1);
+  });
 });
