@@ -160,6 +160,17 @@ function leanEncoder() {
   return encode;
 }
 
+/** A connected socket, or undefined after a failed attempt (counted, then a 50 ms pause). */
+async function connectCounted() {
+  try {
+    return await connect();
+  } catch (error) {
+    countError(`connect: ${error.code ?? error.message}`);
+    await new Promise((r) => setTimeout(r, 50));
+    return undefined;
+  }
+}
+
 function countError(kind) {
   if (!measuring || stopped) return;
   errors++;
@@ -189,14 +200,8 @@ function actionOf(reply) {
 async function leanWorker(n, encode) {
   const request = baseRequest();
   while (!stopped) {
-    let socket;
-    try {
-      socket = await connect();
-    } catch (error) {
-      countError(`connect: ${error.code ?? error.message}`);
-      await new Promise((r) => setTimeout(r, 50));
-      continue;
-    }
+    const socket = await connectCounted();
+    if (socket === undefined) continue;
     await new Promise((resolve) => {
       let received = '';
       let t0 = 0;
@@ -249,17 +254,8 @@ async function leanWorker(n, encode) {
 async function worker(n) {
   const base = baseRequest();
   while (!stopped) {
-    let socket;
-    try {
-      socket = await connect();
-    } catch (error) {
-      if (measuring) {
-        errors++;
-        errorKinds[`connect: ${error.code ?? error.message}`] = (errorKinds[`connect: ${error.code ?? error.message}`] ?? 0) + 1;
-      }
-      await new Promise((r) => setTimeout(r, 50));
-      continue;
-    }
+    const socket = await connectCounted();
+    if (socket === undefined) continue;
     const client = createPolicyClient(socket, { timeoutMs });
     try {
       while (!stopped && sent < maxRequests) {
@@ -272,10 +268,7 @@ async function worker(n) {
       }
       if (sent >= maxRequests) stopped = true;
     } catch (error) {
-      if (measuring && !stopped) {
-        errors++;
-        errorKinds[error.message] = (errorKinds[error.message] ?? 0) + 1;
-      }
+      countError(error.message);
     } finally {
       client.close();
     }

@@ -181,30 +181,41 @@ function waitForPort(port, deadlineMs) {
   });
 }
 
-/** A private redis-server on loopback (no persistence), for the Redis store scenarios. */
-async function startRedisServer() {
-  if (!existsSync(REDIS_SERVER)) throw new Error(`${REDIS_SERVER} is missing: run scripts/install-redis-test-deps.sh`);
-  const port = await freePort();
-  const child = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning', '--dir', tmpDir], { stdio: ['ignore', 'ignore', 'pipe'] });
+/**
+ * Spawn a server that listens on `port`, wait until it accepts connections
+ * (or fail if it exits first), and return it with a stop(): SIGTERM, then
+ * SIGKILL after `killAfterMs`, resolving with how it exited.
+ */
+async function startServer(name, command, args, port, killAfterMs) {
+  const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   children.add(child);
   child.once('exit', () => children.delete(child));
   const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   try {
-    await Promise.race([waitForPort(port, 10_000), exited.then((e) => Promise.reject(new Error(`redis-server exited ${JSON.stringify(e)}`)))]);
+    await Promise.race([waitForPort(port, 10_000), exited.then((e) => Promise.reject(new Error(`${name} exited ${JSON.stringify(e)}`)))]);
   } catch (error) {
     child.kill('SIGKILL');
     throw error;
   }
   return {
-    url: `redis://127.0.0.1:${port}`,
     pid: child.pid,
     async stop() {
       child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await exited;
+      const timer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+      const how = await exited;
       clearTimeout(timer);
+      return how;
     },
   };
+}
+
+/** A private redis-server on loopback (no persistence), for the Redis store scenarios. */
+async function startRedisServer() {
+  if (!existsSync(REDIS_SERVER)) throw new Error(`${REDIS_SERVER} is missing: run scripts/install-redis-test-deps.sh`);
+  const port = await freePort();
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning', '--dir', tmpDir];
+  const server = await startServer('redis-server', REDIS_SERVER, args, port, 5000);
+  return { url: `redis://127.0.0.1:${port}`, pid: server.pid, stop: server.stop };
 }
 
 /** The C reference server, compiled once per runner; undefined when there is no C compiler. */
@@ -225,26 +236,13 @@ function referenceServerBinary() {
 /** The C reference server on a free loopback port, shaped like startDaemon's result for the policy runs. */
 async function startReferenceServer(binary) {
   const policyPort = await freePort();
-  const child = spawn(binary, [String(policyPort)], { stdio: ['ignore', 'ignore', 'pipe'] });
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  try {
-    await Promise.race([waitForPort(policyPort, 10_000), exited.then((e) => Promise.reject(new Error(`dunno-server exited ${JSON.stringify(e)}`)))]);
-  } catch (error) {
-    child.kill('SIGKILL');
-    throw error;
-  }
+  const server = await startServer('dunno-server', binary, [String(policyPort)], policyPort, 5000);
   return {
     policyPort,
-    pid: child.pid,
+    pid: server.pid,
     async stop() {
-      const mem = memoryKiB(child.pid);
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-      const how = await exited;
-      clearTimeout(timer);
-      return { ...mem, exit: how, stderr: '' };
+      const mem = memoryKiB(server.pid);
+      return { ...mem, exit: await server.stop(), stderr: '' };
     },
   };
 }
