@@ -59,19 +59,28 @@ class DeadlineError extends Error {
   }
 }
 
-/** `promise`, or a DeadlineError after `ms`: the caller never waits longer. */
-function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new DeadlineError(ms)), ms);
+/**
+ * What `promise` settles to, through `onValue` or `onFailure`, or `onFailure`
+ * with a DeadlineError after `ms`: the caller never waits longer. A late
+ * settlement is ignored. One promise, one timer: this is on the hot path.
+ */
+function settleWithin<T, R>(promise: Promise<T>, ms: number, onValue: (value: T) => R, onFailure: (error: unknown) => R): Promise<R> {
+  return new Promise<R>((resolve, reject) => {
+    let settled = false;
+    const settle = (outcome: () => R): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      try {
+        resolve(outcome());
+      } catch (error) {
+        reject(error); // a throwing callback rejects, as a throw in then() would, instead of escaping the timer
+      }
+    };
+    const timer = setTimeout(() => settle(() => onFailure(new DeadlineError(ms))), ms);
     promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error);
-      },
+      (value) => settle(() => onValue(value)),
+      (error: unknown) => settle(() => onFailure(error)),
     );
   });
 }
@@ -110,7 +119,9 @@ export function createFallbackStore(options: FallbackStoreOptions): FallbackStor
       if (breaker.state === 'open') scheduleProbe();
       return;
     }
-    withDeadline(shared.probe(), timeoutMs).then(
+    void settleWithin(
+      shared.probe(),
+      timeoutMs,
       () => {
         breaker.recordSuccess();
         noteState();
@@ -146,35 +157,22 @@ export function createFallbackStore(options: FallbackStoreOptions): FallbackStor
         failed('error', error);
         return markDegraded(localTotals);
       }
-      // The deadline inline (not withDeadline + then): one promise per request on the hot path.
-      return new Promise<readonly number[]>((resolve) => {
-        let settled = false;
-        const timer = setTimeout(() => {
-          settled = true;
-          failed('timeout', new DeadlineError(timeoutMs));
-          resolve(markDegraded(localTotals));
-        }, timeoutMs);
-        sent.then(
-          (totals) => {
-            if (settled) return; // too late: already answered from local counts
-            settled = true;
-            clearTimeout(timer);
-            breaker.recordSuccess();
-            resolve(totals);
-          },
-          (error: unknown) => {
-            if (settled) return;
-            settled = true;
-            clearTimeout(timer);
-            failed(isTimeout(error) ? 'timeout' : 'error', error);
-            resolve(markDegraded(localTotals));
-          },
-        );
-      });
+      return settleWithin(
+        sent,
+        timeoutMs,
+        (totals) => {
+          breaker.recordSuccess();
+          return totals;
+        },
+        (error: unknown) => {
+          failed(isTimeout(error) ? 'timeout' : 'error', error);
+          return markDegraded(localTotals);
+        },
+      );
     },
     peek(keys: readonly CounterRead[], now: number) {
       if (!breaker.allowRequest()) return local.peek(keys, now);
-      return withDeadline(shared.peek(keys, now), timeoutMs).catch(() => local.peek(keys, now));
+      return settleWithin(shared.peek(keys, now), timeoutMs, (totals) => totals, () => local.peek(keys, now));
     },
     close() {
       closed = true;
