@@ -54,7 +54,9 @@ const { values: opt } = parseArgs({
 });
 if (opt.help) {
   // The usage is this file's header comment.
-  const header = readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1).filter((line) => line.startsWith('//'));
+  const lines = readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1);
+  const end = lines.findIndex((line) => !line.startsWith('//'));
+  const header = lines.slice(0, end === -1 ? lines.length : end);
   process.stdout.write(`${header.map((line) => line.replace(/^\/\/ ?/, '')).join('\n')}\n`);
   process.exit(0);
 }
