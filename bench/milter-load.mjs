@@ -3,8 +3,16 @@
 // listener, each sending full transactions one command at a time, waiting for
 // each reply (as Postfix and sendmail do): CONNECT, HELO, MAIL, 5 x RCPT, DATA,
 // 10 headers, EOH, one 4 KiB body chunk (a multipart message with an
-// attachment), end of message. Uses the project's own client
-// (createMilterClient from packages/milter-proto/dist).
+// attachment), end of message.
+//
+// Two clients: `--client lean` (the default, bench/lib/lean-milter.mjs) writes
+// the same bytes in the same write(2) calls as the project's client (one per
+// event, MACRO packet and command together; the commands negotiated as
+// no-reply, SMFIP_NR_*, back to back without waiting) but builds them from
+// latin1 strings and reads only each reply's command byte; it checks at start
+// that its packets equal the project's encoder's. `--client project` uses the
+// project's own createMilterClient (packages/milter-proto/dist), which decodes
+// every reply in full and keeps a timer per request.
 //
 //   --mode persistent   one milter connection per session, messages separated
 //                       by QUIT_NC (the connection is reused, CONNECT again)
@@ -12,13 +20,18 @@
 //
 //   node bench/milter-load.mjs --port 8891 [--mode persistent] [--connections 8]
 //        [--duration 10] [--warmup 2] [--distinct 1M] [--max-messages N] [--pid PID]
+//        [--client lean|project]
+//
+// The command latency (commandLatencyMs) is per round trip: each command the
+// MTA waits for a reply to, from its write to the reply.
 //
 // A message refused early (a reject/tempfail at CONNECT, HELO, MAIL or every
 // RCPT) is ended the way an MTA does (ABORT, QUIT_NC) and counted as
 // completed, with its outcome in `outcomes`. Prints one JSON object.
 import net from 'node:net';
 import { parseArgs } from 'node:util';
-import { createMilterClient } from '../packages/milter-proto/dist/index.js';
+import { createMilterClient, SMFI_CURR_ACTS, SMFI_CURR_PROT } from '../packages/milter-proto/dist/index.js';
+import { checkLeanPackets, createLeanMilterConnection, leanEventPlan, leanPacket, toBytes } from './lib/lean-milter.mjs';
 import { addressPicker, cpuSeconds, createSamples, latencySummary, memoryKiB, parseCount, pick, RECIPIENTS, SENDERS } from './lib/common.mjs';
 
 const { values: opt } = parseArgs({
@@ -33,8 +46,10 @@ const { values: opt } = parseArgs({
     'max-messages': { type: 'string', default: '0' },
     'timeout-ms': { type: 'string', default: '5000' },
     pid: { type: 'string' },
+    client: { type: 'string', default: 'lean' },
   },
 });
+if (opt.client !== 'lean' && opt.client !== 'project') throw new Error('--client is lean or project');
 if (opt.port === undefined) throw new Error('--port is required');
 if (opt.mode !== 'persistent' && opt.mode !== 'per-message') throw new Error('--mode persistent|per-message');
 const port = Number(opt.port);
@@ -115,7 +130,7 @@ async function transaction(client, conn) {
   const timed = async (call) => {
     const t0 = performance.now();
     const result = await call();
-    if (measuring) {
+    if (measuring && result.reply !== undefined) {
       commandLatencies.push(performance.now() - t0);
       commands++;
     }
@@ -161,11 +176,100 @@ async function transaction(client, conn) {
   return `eom:${eom.reply.type}${eom.modifications.length > 0 ? '+mods' : ''}`;
 }
 
-async function runMessage(client, conn) {
+// ---- the lean client's message: the same events, macros and bytes as transaction()
+const LEAN_OFFER = toBytes(leanPacket.optneg(6, SMFI_CURR_ACTS, SMFI_CURR_PROT));
+const LEAN_HELO = leanPacket.helo('mail.sender.example.org');
+const LEAN_HEADERS = HEADERS.map(([name, value]) => leanPacket.header(name, value));
+const LEAN_EOH = leanPacket.bare('EOH');
+const LEAN_BODY = `B${BODY.toString('latin1')}`;
+const LEAN_ABORT = toBytes(leanPacket.bare('ABORT'));
+const LEAN_QUIT_NC = toBytes(leanPacket.bare('QUIT_NC'));
+const LEAN_QUIT = toBytes(leanPacket.bare('QUIT'));
+
+/** Negotiate on a lean connection; the per-event plan (send it? wait for a reply?). */
+async function leanNegotiate(mc) {
+  const r = await mc.request(LEAN_OFFER, 'OPTNEG');
+  if (r.reply !== 'OPTNEG' || r.payload === undefined || r.payload.length < 12) throw new Error(`milter filter answered OPTNEG with ${r.reply}`);
+  return leanEventPlan(r.payload).plan;
+}
+
+/** One message on a negotiated lean connection; returns its outcome word, as transaction() does. */
+async function leanTransaction(mc, plan, conn) {
+  // One event: its MACRO packet and command in one write; wait only where the filter answers.
+  const event = async (type, macroPacket, commandPacket) => {
+    const p = plan[type];
+    if (!p.sends) {
+      if (macroPacket !== undefined) mc.send(toBytes(macroPacket));
+      return undefined;
+    }
+    const bytes = macroPacket === undefined ? toBytes(commandPacket) : toBytes(macroPacket, commandPacket);
+    if (!p.waits) {
+      mc.send(bytes);
+      return undefined;
+    }
+    const t0 = performance.now();
+    const r = await mc.request(bytes, type);
+    if (measuring) {
+      commandLatencies.push(performance.now() - t0);
+      commands++;
+    }
+    return r.reply;
+  };
+  const refused = (reply) => reply !== undefined && reply !== 'CONTINUE';
+  const qid = (seq++ & 0xffffff).toString(16).toUpperCase().padStart(10, '5');
+  const address = nextAddress();
+  let r = await event(
+    'CONNECT',
+    leanPacket.macro('C', [['j', 'mx.example.com'], ['{daemon_name}', 'smtpd'], ['_', `mail.sender.example.org [${address}]`]]),
+    leanPacket.connect('mail.sender.example.org', 41000 + conn, address),
+  );
+  if (refused(r)) return `connect:${r}`;
+  r = await event('HELO', undefined, LEAN_HELO);
+  if (refused(r)) return `helo:${r}`;
+  r = await event('MAIL', leanPacket.macro('M', [['i', qid], ['{mail_addr}', 'x']]), leanPacket.mail([`<${pick(SENDERS)}>`, 'BODY=8BITMIME', 'SIZE=5000']));
+  if (refused(r)) {
+    mc.send(LEAN_ABORT);
+    return `mail:${r}`;
+  }
+  let accepted = 0;
+  const first = Math.floor(Math.random() * (RECIPIENTS.length - 5));
+  const rcptMacro = leanPacket.macro('R', [['i', qid]]);
+  for (let k = 0; k < 5; k++) {
+    r = await event('RCPT', rcptMacro, leanPacket.rcpt([`<${RECIPIENTS[first + k]}>`]));
+    if (!refused(r)) accepted++;
+  }
+  if (accepted === 0) {
+    mc.send(LEAN_ABORT);
+    return 'rcpt:all-refused';
+  }
+  r = await event('DATA', leanPacket.macro('T', [['i', qid]]), leanPacket.bare('DATA'));
+  if (refused(r)) {
+    mc.send(LEAN_ABORT);
+    return `data:${r}`;
+  }
+  for (const header of LEAN_HEADERS) {
+    r = await event('HEADER', undefined, header);
+    if (refused(r)) {
+      mc.send(LEAN_ABORT);
+      return `header:${r}`;
+    }
+  }
+  await event('EOH', undefined, LEAN_EOH);
+  await event('BODY', undefined, LEAN_BODY);
+  const t0 = performance.now();
+  const eom = await mc.request(toBytes(leanPacket.macro('E', [['i', qid]]), leanPacket.bare('BODYEOB')), 'BODYEOB');
+  if (measuring) {
+    commandLatencies.push(performance.now() - t0);
+    commands++;
+  }
+  return `eom:${eom.reply}${eom.modifications > 0 ? '+mods' : ''}`;
+}
+
+async function runMessage(client, conn, run = transaction) {
   started++;
   const wasMeasuring = measuring;
   const t0 = performance.now();
-  const outcome = await transaction(client, conn);
+  const outcome = await run(client, conn);
   if (wasMeasuring && measuring) {
     latencies.push(performance.now() - t0);
     completed++;
@@ -194,6 +298,68 @@ async function persistentWorker(conn) {
     } catch (error) {
       noteError(error);
       client.close();
+    }
+  }
+}
+
+async function leanPersistentWorker(conn) {
+  while (!stopped && started < maxMessages) {
+    let socket;
+    try {
+      socket = await connect();
+    } catch (error) {
+      noteError(error);
+      await new Promise((r) => setTimeout(r, 50));
+      continue;
+    }
+    const mc = createLeanMilterConnection(socket, { timeoutMs });
+    try {
+      const plan = await leanNegotiate(mc);
+      while (!stopped && started < maxMessages) {
+        await runMessage(mc, conn, (c, n) => leanTransaction(c, plan, n));
+        mc.send(LEAN_QUIT_NC);
+      }
+      mc.send(LEAN_QUIT);
+      mc.close();
+    } catch (error) {
+      noteError(error);
+      socket.destroy();
+    }
+  }
+}
+
+async function leanPerMessageWorker(conn) {
+  while (!stopped && started < maxMessages) {
+    const wasMeasuring = measuring;
+    const t0 = performance.now();
+    let socket;
+    try {
+      socket = await connect();
+    } catch (error) {
+      noteError(error);
+      await new Promise((r) => setTimeout(r, 50));
+      continue;
+    }
+    const mc = createLeanMilterConnection(socket, { timeoutMs });
+    try {
+      const c0 = performance.now();
+      const plan = await leanNegotiate(mc);
+      if (measuring) {
+        commandLatencies.push(performance.now() - c0);
+        commands++;
+      }
+      started++;
+      const outcome = await leanTransaction(mc, plan, conn);
+      mc.send(LEAN_QUIT);
+      mc.close();
+      if (wasMeasuring && measuring) {
+        latencies.push(performance.now() - t0); // TCP connect + OPTNEG included
+        completed++;
+        outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
+      }
+    } catch (error) {
+      noteError(error);
+      socket.destroy();
     }
   }
 }
@@ -247,7 +413,12 @@ const hardStop = setTimeout(() => {
   stopped = true;
 }, warmupMs + durationMs);
 
-const worker = opt.mode === 'persistent' ? persistentWorker : perMessageWorker;
+if (opt.client === 'lean') checkLeanPackets();
+const WORKERS = {
+  project: { persistent: persistentWorker, 'per-message': perMessageWorker },
+  lean: { persistent: leanPersistentWorker, 'per-message': leanPerMessageWorker },
+};
+const worker = WORKERS[opt.client][opt.mode];
 await Promise.all(Array.from({ length: connections }, (_, i) => worker(i)));
 const seconds = (performance.now() - measureStart) / 1000;
 const loadCpu = process.cpuUsage(loadCpuStart);
@@ -257,6 +428,7 @@ if (rssTimer !== undefined) clearInterval(rssTimer);
 const result = {
   protocol: 'milter',
   mode: opt.mode,
+  client: opt.client,
   connections,
   distinct: opt.distinct,
   seconds,

@@ -14,9 +14,11 @@
 //        [--label TEXT] [--no-docs] [--quiet-wait SECONDS]
 //        [--memory-requests N] [--flood-requests N] [--help]
 //
-// The scenario reference-c-dunno-c8 runs bench/reference/dunno-server.c (a
-// plain C epoll server answering DUNNO, built with cc; skipped without one)
-// instead of the daemon: the ceiling of the machine for the policy runs.
+// The scenarios reference-c-* run a plain C epoll server instead of the
+// daemon (built with cc; skipped without one): bench/reference/dunno-server.c
+// answers every policy request DUNNO, bench/reference/noop-milter.c answers
+// every milter command the MTA waits for "continue". What they reach is the
+// ceiling of the machine for the policy and the milter runs.
 //
 // Before each run it waits (up to --quiet-wait s) until other processes use
 // under 15% of the machine, and records the busy share it saw.
@@ -91,7 +93,9 @@ const SCENARIOS = [
   { name: 'policy-c64-d1M-redis', kind: 'policy', connections: 64, distinct: '1M', store: 'redis' },
   // The reference point: a plain C epoll server answering DUNNO (bench/reference/dunno-server.c),
   // driven by the same generator on the same machine: the ceiling of this machine's loopback.
-  { name: 'reference-c-dunno-c8', kind: 'policy', connections: 8, distinct: '1M', store: 'reference' },
+  { name: 'reference-c-dunno-c8', kind: 'policy', connections: 8, distinct: '1M', store: 'reference', reference: 'dunno-server' },
+  // The same for milter: a C milter that answers "continue" (bench/reference/noop-milter.c) with Levee's protocol flags.
+  { name: 'reference-c-milter-c8', kind: 'milter', mode: 'persistent', connections: 8, distinct: '1M', store: 'reference', reference: 'noop-milter' },
 ];
 const REDIS_SERVER = '/usr/bin/redis-server';
 
@@ -220,27 +224,28 @@ async function startRedisServer() {
   return { url: `redis://127.0.0.1:${port}`, pid: server.pid, stop: server.stop };
 }
 
-/** The C reference server, compiled once per runner; undefined when there is no C compiler. */
-let referenceBinary;
-function referenceServerBinary() {
-  if (referenceBinary !== undefined) return referenceBinary || undefined;
-  const out = path.join(tmpDir, 'dunno-server');
+/** A C reference server (bench/reference/NAME.c), compiled once per runner; undefined when there is no C compiler. */
+const referenceBinaries = new Map();
+function referenceServerBinary(name) {
+  if (referenceBinaries.has(name)) return referenceBinaries.get(name) || undefined;
+  const out = path.join(tmpDir, name);
   try {
-    execFileSync('cc', ['-O2', '-o', out, path.join(ROOT, 'bench/reference/dunno-server.c')], { stdio: ['ignore', 'ignore', 'pipe'] });
-    referenceBinary = out;
+    execFileSync('cc', ['-O2', '-o', out, path.join(ROOT, `bench/reference/${name}.c`)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    referenceBinaries.set(name, out);
   } catch (error) {
-    process.stderr.write(`  no C reference server (cc failed: ${String(error.message).split('\n')[0]}); install gcc to get it\n`);
-    referenceBinary = '';
+    process.stderr.write(`  no C reference server ${name} (cc failed: ${String(error.message).split('\n')[0]}); install gcc to get it\n`);
+    referenceBinaries.set(name, '');
   }
-  return referenceBinary || undefined;
+  return referenceBinaries.get(name) || undefined;
 }
 
-/** The C reference server on a free loopback port, shaped like startDaemon's result for the policy runs. */
-async function startReferenceServer(binary) {
-  const policyPort = await freePort();
-  const server = await startServer('dunno-server', binary, [String(policyPort)], policyPort, 5000);
+/** A C reference server on a free loopback port, shaped like startDaemon's result (the same port for both protocols). */
+async function startReferenceServer(name, binary) {
+  const port = await freePort();
+  const server = await startServer(name, binary, [String(port)], port, 5000);
   return {
-    policyPort,
+    policyPort: port,
+    milterPort: port,
     pid: server.pid,
     async stop() {
       const mem = memoryKiB(server.pid);
@@ -327,7 +332,7 @@ function runNode(script, args, deadlineMs) {
 // ---- one scenario ------------------------------------------------------------
 async function runScenario(s) {
   const perRun = [];
-  const reference = s.store === 'reference' ? referenceServerBinary() : undefined;
+  const reference = s.store === 'reference' ? referenceServerBinary(s.reference) : undefined;
   if (s.store === 'reference' && reference === undefined) return { ...s, runs: 0, skipped: 'no C compiler (cc)', median: {}, totalErrors: 0, perRun };
   for (let r = 0; r < runs; r++) {
     const busyBefore = await waitForQuiet();
@@ -336,7 +341,7 @@ async function runScenario(s) {
     let redisFallbacks;
     try {
       const daemon =
-        reference === undefined ? await startDaemon({ logLevel: s.logLevel ?? 'warn', milterRules: s.kind === 'milter', redisUrl: redis?.url }) : await startReferenceServer(reference);
+        reference === undefined ? await startDaemon({ logLevel: s.logLevel ?? 'warn', milterRules: s.kind === 'milter', redisUrl: redis?.url }) : await startReferenceServer(s.reference, reference);
       try {
         const common = ['--connections', String(s.connections), '--duration', String(duration), '--warmup', String(warmup), '--distinct', s.distinct, '--pid', String(daemon.pid)];
         if (redis !== undefined) common.push('--other-pid', String(redis.pid));

@@ -109,13 +109,25 @@ export function renderResults(results, file) {
   if (milter.length > 0) {
     lines.push('#### Milter (full transactions: CONNECT, HELO, MAIL, 5 RCPT, DATA, 10 headers, EOH, 4 KiB body, EOM)');
     lines.push('');
-    lines.push('| scenario | connections | distinct IPs | log | msg/s | p50 ms | p99 ms | p99.9 ms | command p99 ms | errors | daemon CPU µs/msg | daemon CPU share | peak RSS MiB |');
-    lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+    lines.push('| scenario | connections | distinct IPs | log | msg/s | p50 ms | p99 ms | p99.9 ms | command p99 ms | errors | daemon CPU µs/msg | daemon CPU share | load generator CPU µs/msg | peak RSS MiB |');
+    lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
     for (const s of milter) {
       const x = s.median;
-      lines.push(`| ${s.name} | ${s.mode}, ${s.connections} | ${s.distinct} | ${s.logLevel ?? 'warn'} | ${f(x.throughput)} | ${ms(x.p50)} | ${ms(x.p99)} | ${ms(x.p999)} | ${ms(x.commandP99)} | ${s.totalErrors} | ${f(x.cpuUsPerUnit, 1)} | ${f(x.daemonCpuShare * 100)}% | ${f(x.peakRssMiB)} |`);
+      if (s.skipped !== undefined) {
+        lines.push(`| ${s.name} | ${s.mode}, ${s.connections} | ${s.distinct} | | not run: ${s.skipped} | | | | | | | | | |`);
+        continue;
+      }
+      const log = s.store === 'reference' ? 'C reference, no rules' : (s.logLevel ?? 'warn');
+      lines.push(`| ${s.name} | ${s.mode}, ${s.connections} | ${s.distinct} | ${log} | ${f(x.throughput)} | ${ms(x.p50)} | ${ms(x.p99)} | ${ms(x.p999)} | ${ms(x.commandP99)} | ${s.totalErrors} | ${f(x.cpuUsPerUnit, 1)} | ${f(x.daemonCpuShare * 100)}% | ${x.loadCpuUsPerUnit === undefined ? 'n/a' : f(x.loadCpuUsPerUnit, 1)} | ${f(x.peakRssMiB)} |`);
     }
     lines.push('');
+    const reference = milter.find((s) => s.store === 'reference' && s.skipped === undefined);
+    const target = milter.find((s) => s.target === 'milter');
+    if (reference !== undefined) {
+      const share = target === undefined ? '' : ` ${target.name} reaches ${f((target.median.throughput / reference.median.throughput) * 100)} % of its messages/s.`;
+      lines.push(`Reference: \`reference-c-milter-c8\` is a plain C epoll milter that answers "continue" to every command the MTA waits for and does nothing else (bench/reference/noop-milter.c), with Levee's protocol flags, driven by the same generator on the same machine: ${f(reference.median.throughput)} msg/s at ${f(reference.median.cpuUsPerUnit, 1)} µs of server CPU per message, while the generator spends ${f(reference.median.loadCpuUsPerUnit, 1)} µs per message.${share}`);
+      lines.push('');
+    }
     lines.push('Message latency runs from sending CONNECT to the end-of-message reply (per-message mode: from the TCP connect, OPTNEG included).');
     lines.push('');
   }

@@ -1,0 +1,196 @@
+/*
+ * noop-milter - the reference point of the milter benchmarks: a plain C epoll
+ * server that speaks just enough of the milter protocol to answer "continue"
+ * to every command the MTA waits for, and does nothing else (no rules, no
+ * counters, no MIME scanning, no macros kept). It negotiates the protocol
+ * flags Levee asks for (no reply to HEADER, EOH and BODY; no UNKNOWN), so the
+ * same load generator sends it the same packets and waits for the same ten
+ * replies per message as it does from Levee. What it reaches on a machine is
+ * the ceiling of that machine's loopback TCP for this command pattern;
+ * Levee's milter figures are read against it (docs/benchmarks.md).
+ *
+ *   cc -O2 -o noop-milter noop-milter.c && ./noop-milter PORT
+ *
+ * Listens on 127.0.0.1:PORT only; one process, one thread; SIGTERM or SIGINT
+ * ends it. A packet longer than its buffer or a malformed length closes the
+ * connection.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define MAX_EVENTS 256
+#define MAX_FDS 4096
+#define BUFFER_SIZE (128 * 1024) /* above the largest packet an MTA sends (64 KiB body chunk) */
+
+/* SMFIP_* bits Levee requests (packages/policy-daemon/src/milter-service.ts LEVEE_MILTER_WANTED). */
+#define SMFIP_NR_HDR 0x00000080u
+#define SMFIP_NOUNKNOWN 0x00000100u
+#define SMFIP_SKIP 0x00000400u
+#define SMFIP_NR_EOH 0x00040000u
+#define SMFIP_NR_BODY 0x00080000u
+#define WANTED_PROTOCOL (SMFIP_NR_HDR | SMFIP_NOUNKNOWN | SMFIP_SKIP | SMFIP_NR_EOH | SMFIP_NR_BODY)
+
+static volatile sig_atomic_t stopping = 0;
+static void on_signal(int sig) {
+  (void)sig;
+  stopping = 1;
+}
+
+struct connection {
+  unsigned char *buf; /* bytes read and not yet a whole packet */
+  size_t used;
+  uint32_t protocol;  /* the negotiated SMFIP_* bits */
+};
+static struct connection conns[MAX_FDS];
+
+static uint32_t get32(const unsigned char *p) { return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3]; }
+static void put32(unsigned char *p, uint32_t v) {
+  p[0] = v >> 24;
+  p[1] = v >> 16;
+  p[2] = v >> 8;
+  p[3] = v;
+}
+
+static void drop(int fd) {
+  free(conns[fd].buf);
+  conns[fd].buf = NULL;
+  close(fd);
+}
+
+/*
+ * Append the reply to one packet (if the MTA waits for one) to out; returns the bytes added, or -1 to
+ * close the connection (QUIT).
+ */
+static int answer(struct connection *c, unsigned char cmd, const unsigned char *data, uint32_t len, unsigned char *out) {
+  switch (cmd) {
+    case 'O': { /* OPTNEG: version 6, no actions, the flags we want of those offered */
+      uint32_t offered = len >= 12 ? get32(data + 8) : 0;
+      c->protocol = WANTED_PROTOCOL & offered;
+      put32(out, 13);
+      out[4] = 'O';
+      put32(out + 5, 6);
+      put32(out + 9, 0);
+      put32(out + 13, c->protocol);
+      return 17;
+    }
+    case 'D': /* MACRO */
+    case 'A': /* ABORT */
+    case 'K': /* QUIT_NC */
+      return 0;
+    case 'Q': /* QUIT */
+      return -1;
+    case 'L': /* HEADER */
+      if (c->protocol & SMFIP_NR_HDR) return 0;
+      break;
+    case 'N': /* EOH */
+      if (c->protocol & SMFIP_NR_EOH) return 0;
+      break;
+    case 'B': /* BODY */
+      if (c->protocol & SMFIP_NR_BODY) return 0;
+      break;
+    default: /* CONNECT, HELO, MAIL, RCPT, DATA, BODYEOB, UNKNOWN */
+      break;
+  }
+  put32(out, 1);
+  out[4] = 'c';
+  return 5;
+}
+
+int main(int argc, char **argv) {
+  if (argc != 2) {
+    fprintf(stderr, "usage: %s PORT\n", argv[0]);
+    return 64;
+  }
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  int listener = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  int one = 1;
+  setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  struct sockaddr_in addr;
+  memset(&addr, 0, sizeof addr);
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons((unsigned short)atoi(argv[1]));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(listener, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(listener, 511) != 0) {
+    perror("listen");
+    return 1;
+  }
+  int ep = epoll_create1(0);
+  struct epoll_event ev = {.events = EPOLLIN, .data.fd = listener};
+  epoll_ctl(ep, EPOLL_CTL_ADD, listener, &ev);
+  struct epoll_event events[MAX_EVENTS];
+  static unsigned char out[BUFFER_SIZE];
+  while (!stopping) {
+    int n = epoll_wait(ep, events, MAX_EVENTS, 500);
+    for (int i = 0; i < n; i++) {
+      int fd = events[i].data.fd;
+      if (fd == listener) {
+        int c;
+        while ((c = accept4(listener, NULL, NULL, SOCK_NONBLOCK)) >= 0) {
+          if (c >= MAX_FDS || (conns[c].buf = malloc(BUFFER_SIZE)) == NULL) {
+            close(c);
+            continue;
+          }
+          conns[c].used = 0;
+          conns[c].protocol = 0;
+          setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+          struct epoll_event cev = {.events = EPOLLIN, .data.fd = c};
+          epoll_ctl(ep, EPOLL_CTL_ADD, c, &cev);
+        }
+        continue;
+      }
+      struct connection *c = &conns[fd];
+      ssize_t got = read(fd, c->buf + c->used, BUFFER_SIZE - c->used);
+      if (got <= 0) {
+        if (got < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+        drop(fd);
+        continue;
+      }
+      c->used += (size_t)got;
+      /* Every whole packet read: its reply (if any) goes into one write. */
+      size_t at = 0, pending = 0;
+      int quit = 0;
+      while (c->used - at >= 5) {
+        uint32_t len = get32(c->buf + at);
+        if (len == 0 || len > BUFFER_SIZE - 4) {
+          quit = 1;
+          break;
+        }
+        if (c->used - at < 4 + (size_t)len) break;
+        int added = answer(c, c->buf[at + 4], c->buf + at + 5, len - 1, out + pending);
+        at += 4 + (size_t)len;
+        if (added < 0) {
+          quit = 1;
+          break;
+        }
+        pending += (size_t)added;
+      }
+      if (pending > 0 && write(fd, out, pending) < 0) quit = 1;
+      if (quit) {
+        drop(fd);
+        continue;
+      }
+      memmove(c->buf, c->buf + at, c->used - at);
+      c->used -= at;
+    }
+  }
+  close(ep);
+  close(listener);
+  return 0;
+}
