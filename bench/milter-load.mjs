@@ -265,101 +265,75 @@ async function leanTransaction(mc, plan, conn) {
   return `eom:${eom.reply}${eom.modifications > 0 ? '+mods' : ''}`;
 }
 
-async function runMessage(client, conn, run = transaction) {
-  started++;
-  const wasMeasuring = measuring;
-  const t0 = performance.now();
-  const outcome = await run(client, conn);
-  if (wasMeasuring && measuring) {
-    latencies.push(performance.now() - t0);
-    completed++;
-    outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
+/**
+ * A milter session over one connected socket, whichever client drives it:
+ * negotiate(), then message(conn) per transaction (its outcome word), endMessage()
+ * between messages (QUIT_NC), quit() at the end, destroy() after an error.
+ */
+const SESSIONS = {
+  project(socket) {
+    const client = createMilterClient(socket, { timeoutMs });
+    return {
+      negotiate: () => client.negotiate(),
+      message: (conn) => transaction(client, conn),
+      endMessage: () => client.quitNc(),
+      quit: () => client.quit(),
+      destroy: () => client.close(),
+    };
+  },
+  lean(socket) {
+    const mc = createLeanMilterConnection(socket, { timeoutMs });
+    let plan;
+    return {
+      negotiate: async () => {
+        plan = await leanNegotiate(mc);
+      },
+      message: (conn) => leanTransaction(mc, plan, conn),
+      endMessage: () => mc.send(LEAN_QUIT_NC),
+      quit: () => {
+        mc.send(LEAN_QUIT);
+        mc.close();
+      },
+      destroy: () => socket.destroy(),
+    };
+  },
+};
+const openSession = SESSIONS[opt.client];
+
+/** A connected socket, or undefined after noting the error and a short pause. */
+async function connectOrPause() {
+  try {
+    return await connect();
+  } catch (error) {
+    noteError(error);
+    await new Promise((r) => setTimeout(r, 50));
+    return undefined;
   }
 }
 
 async function persistentWorker(conn) {
   while (!stopped && started < maxMessages) {
-    let socket;
+    const socket = await connectOrPause();
+    if (socket === undefined) continue;
+    const session = openSession(socket);
     try {
-      socket = await connect();
-    } catch (error) {
-      noteError(error);
-      await new Promise((r) => setTimeout(r, 50));
-      continue;
-    }
-    const client = createMilterClient(socket, { timeoutMs });
-    try {
-      await client.negotiate();
+      await session.negotiate();
       while (!stopped && started < maxMessages) {
-        await runMessage(client, conn);
-        client.quitNc();
+        started++;
+        const wasMeasuring = measuring;
+        const t0 = performance.now();
+        const outcome = await session.message(conn);
+        if (wasMeasuring && measuring) {
+          latencies.push(performance.now() - t0);
+          completed++;
+          outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
+        }
+        session.endMessage();
       }
-      client.quit();
+      session.quit();
     } catch (error) {
       noteError(error);
-      client.close();
-    }
-  }
-}
-
-async function leanPersistentWorker(conn) {
-  while (!stopped && started < maxMessages) {
-    let socket;
-    try {
-      socket = await connect();
-    } catch (error) {
-      noteError(error);
-      await new Promise((r) => setTimeout(r, 50));
-      continue;
-    }
-    const mc = createLeanMilterConnection(socket, { timeoutMs });
-    try {
-      const plan = await leanNegotiate(mc);
-      while (!stopped && started < maxMessages) {
-        await runMessage(mc, conn, (c, n) => leanTransaction(c, plan, n));
-        mc.send(LEAN_QUIT_NC);
-      }
-      mc.send(LEAN_QUIT);
-      mc.close();
-    } catch (error) {
-      noteError(error);
-      socket.destroy();
-    }
-  }
-}
-
-async function leanPerMessageWorker(conn) {
-  while (!stopped && started < maxMessages) {
-    const wasMeasuring = measuring;
-    const t0 = performance.now();
-    let socket;
-    try {
-      socket = await connect();
-    } catch (error) {
-      noteError(error);
-      await new Promise((r) => setTimeout(r, 50));
-      continue;
-    }
-    const mc = createLeanMilterConnection(socket, { timeoutMs });
-    try {
-      const c0 = performance.now();
-      const plan = await leanNegotiate(mc);
-      if (measuring) {
-        commandLatencies.push(performance.now() - c0);
-        commands++;
-      }
-      started++;
-      const outcome = await leanTransaction(mc, plan, conn);
-      mc.send(LEAN_QUIT);
-      mc.close();
-      if (wasMeasuring && measuring) {
-        latencies.push(performance.now() - t0); // TCP connect + OPTNEG included
-        completed++;
-        outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
-      }
-    } catch (error) {
-      noteError(error);
-      socket.destroy();
+      session.destroy();
     }
   }
 }
@@ -368,25 +342,19 @@ async function perMessageWorker(conn) {
   while (!stopped && started < maxMessages) {
     const wasMeasuring = measuring;
     const t0 = performance.now();
-    let socket;
-    try {
-      socket = await connect();
-    } catch (error) {
-      noteError(error);
-      await new Promise((r) => setTimeout(r, 50));
-      continue;
-    }
-    const client = createMilterClient(socket, { timeoutMs });
+    const socket = await connectOrPause();
+    if (socket === undefined) continue;
+    const session = openSession(socket);
     try {
       const c0 = performance.now();
-      await client.negotiate();
+      await session.negotiate();
       if (measuring) {
         commandLatencies.push(performance.now() - c0);
         commands++;
       }
       started++;
-      const outcome = await transaction(client, conn);
-      client.quit();
+      const outcome = await session.message(conn);
+      session.quit();
       if (wasMeasuring && measuring) {
         latencies.push(performance.now() - t0); // TCP connect + OPTNEG included
         completed++;
@@ -394,7 +362,7 @@ async function perMessageWorker(conn) {
       }
     } catch (error) {
       noteError(error);
-      client.close();
+      session.destroy();
     }
   }
 }
@@ -414,11 +382,7 @@ const hardStop = setTimeout(() => {
 }, warmupMs + durationMs);
 
 if (opt.client === 'lean') checkLeanPackets();
-const WORKERS = {
-  project: { persistent: persistentWorker, 'per-message': perMessageWorker },
-  lean: { persistent: leanPersistentWorker, 'per-message': leanPerMessageWorker },
-};
-const worker = WORKERS[opt.client][opt.mode];
+const worker = opt.mode === 'persistent' ? persistentWorker : perMessageWorker;
 await Promise.all(Array.from({ length: connections }, (_, i) => worker(i)));
 const seconds = (performance.now() - measureStart) / 1000;
 const loadCpu = process.cpuUsage(loadCpuStart);

@@ -25,17 +25,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "reference-server.h"
+
 #define MAX_EVENTS 256
 #define READ_SIZE 65536
 
 static const char REPLY[] = "action=DUNNO\n\n";
-static volatile sig_atomic_t stopping = 0;
-
-static void on_signal(int sig) {
-  (void)sig;
-  stopping = 1;
-}
-
 /* Per connection: whether the last byte read was '\n' (a request may end across two reads). */
 static unsigned char last_was_newline[65536];
 
@@ -44,28 +39,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: %s PORT\n", argv[0]);
     return 64;
   }
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal;
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGINT, &sa, NULL);
-  signal(SIGPIPE, SIG_IGN);
-
-  int listener = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  install_stop_signals();
+  int listener;
+  int ep = listen_loopback(atoi(argv[1]), &listener);
   int one = 1;
-  setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  struct sockaddr_in addr;
-  memset(&addr, 0, sizeof addr);
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons((unsigned short)atoi(argv[1]));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(listener, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(listener, 511) != 0) {
-    perror("listen");
-    return 1;
-  }
-  int ep = epoll_create1(0);
-  struct epoll_event ev = {.events = EPOLLIN, .data.fd = listener};
-  epoll_ctl(ep, EPOLL_CTL_ADD, listener, &ev);
   static char buf[READ_SIZE];
   struct epoll_event events[MAX_EVENTS];
   while (!stopping) {

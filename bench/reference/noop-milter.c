@@ -29,6 +29,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "reference-server.h"
+
 #define MAX_EVENTS 256
 #define MAX_FDS 4096
 #define BUFFER_SIZE (128 * 1024) /* above the largest packet an MTA sends (64 KiB body chunk) */
@@ -40,12 +42,6 @@
 #define SMFIP_NR_EOH 0x00040000u
 #define SMFIP_NR_BODY 0x00080000u
 #define WANTED_PROTOCOL (SMFIP_NR_HDR | SMFIP_NOUNKNOWN | SMFIP_SKIP | SMFIP_NR_EOH | SMFIP_NR_BODY)
-
-static volatile sig_atomic_t stopping = 0;
-static void on_signal(int sig) {
-  (void)sig;
-  stopping = 1;
-}
 
 struct connection {
   unsigned char *buf; /* bytes read and not yet a whole packet */
@@ -112,28 +108,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: %s PORT\n", argv[0]);
     return 64;
   }
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal;
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGINT, &sa, NULL);
-  signal(SIGPIPE, SIG_IGN);
-
-  int listener = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  install_stop_signals();
+  int listener;
+  int ep = listen_loopback(atoi(argv[1]), &listener);
   int one = 1;
-  setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  struct sockaddr_in addr;
-  memset(&addr, 0, sizeof addr);
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons((unsigned short)atoi(argv[1]));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(listener, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(listener, 511) != 0) {
-    perror("listen");
-    return 1;
-  }
-  int ep = epoll_create1(0);
-  struct epoll_event ev = {.events = EPOLLIN, .data.fd = listener};
-  epoll_ctl(ep, EPOLL_CTL_ADD, listener, &ev);
   struct epoll_event events[MAX_EVENTS];
   static unsigned char out[BUFFER_SIZE];
   while (!stopping) {

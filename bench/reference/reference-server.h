@@ -1,0 +1,56 @@
+/*
+ * reference-server.h - what the C reference servers (dunno-server.c,
+ * noop-milter.c) share: SIGTERM / SIGINT end the event loop, and a
+ * non-blocking listener on 127.0.0.1:PORT added to a new epoll instance.
+ */
+#ifndef LEVEE_REFERENCE_SERVER_H
+#define LEVEE_REFERENCE_SERVER_H
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+static volatile sig_atomic_t stopping = 0;
+
+static void on_stop_signal(int sig) {
+  (void)sig;
+  stopping = 1;
+}
+
+/* Ends the loop on SIGTERM or SIGINT; a peer that went away is an error from write(2), not a signal. */
+static void install_stop_signals(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_stop_signal;
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+/* Listen on 127.0.0.1:port (non-blocking) and return an epoll instance watching it; exits on failure. */
+static int listen_loopback(int port, int *listener_out) {
+  int listener = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  int one = 1;
+  setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  struct sockaddr_in addr;
+  memset(&addr, 0, sizeof addr);
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons((unsigned short)port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (listener < 0 || bind(listener, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(listener, 511) != 0) {
+    perror("listen");
+    exit(1);
+  }
+  int ep = epoll_create1(0);
+  struct epoll_event ev = {.events = EPOLLIN, .data.fd = listener};
+  epoll_ctl(ep, EPOLL_CTL_ADD, listener, &ev);
+  *listener_out = listener;
+  return ep;
+}
+
+#endif
