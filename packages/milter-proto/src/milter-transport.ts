@@ -63,6 +63,7 @@ import {
   type MilterSessionState,
   type MilterStep,
 } from './milter-session.js';
+import { BARE_REPLIES, milterReplyBytes } from './milter-reply-bytes.js';
 import { smtpReplyProblem } from './smtp-reply.js';
 
 /** A decision for one command. */
@@ -200,7 +201,7 @@ export function serveMilterConnection(stream: Duplex, handler: MilterHandler, op
       case 'eom':
         return eomBytes(answer, agreed);
       default:
-        return encodeMilterReply(responseReply(event.type, answer, agreed));
+        return responseBytes(event.type, answer, agreed);
     }
   };
 
@@ -379,25 +380,30 @@ function asResponse(answer: unknown, stage: string): MilterResponse {
   return answer as MilterResponse;
 }
 
+/** The bytes of the reply for a response at `stage`; throws on a response that stage may not give. */
+function responseBytes(stage: MilterEvent['type'], answer: unknown, agreed: MilterAgreement): Buffer {
+  return milterReplyBytes(responseReply(stage, answer, agreed));
+}
+
 /** The SMFIR reply for a response at `stage`; throws on a response that stage may not give. */
 function responseReply(stage: MilterEvent['type'], answer: unknown, agreed: MilterAgreement): MilterReply {
   const response = asResponse(answer, stage);
   switch (response.action) {
     case 'continue':
-      return { type: 'CONTINUE' };
+      return BARE_REPLIES.CONTINUE;
     case 'accept':
-      return { type: 'ACCEPT' };
+      return BARE_REPLIES.ACCEPT;
     case 'reject':
-      return { type: 'REJECT' };
+      return BARE_REPLIES.REJECT;
     case 'tempfail':
-      return { type: 'TEMPFAIL' };
+      return BARE_REPLIES.TEMPFAIL;
     case 'discard':
       // Postfix ignores DISCARD at CONNECT/HELO with a warning; don't send it.
       if (stage === 'connect' || stage === 'helo') throw new RangeError(`discard is not valid at ${stage}`);
-      return { type: 'DISCARD' };
+      return BARE_REPLIES.DISCARD;
     case 'skip':
       if (stage !== 'body') throw new RangeError(`skip is only valid for body chunks, not at ${stage}`);
-      return (agreed.protocol & SMFIP_SKIP) !== 0 ? { type: 'SKIP' } : { type: 'CONTINUE' };
+      return (agreed.protocol & SMFIP_SKIP) !== 0 ? BARE_REPLIES.SKIP : BARE_REPLIES.CONTINUE;
     case 'replycode': {
       const problem = smtpReplyProblem(response);
       if (problem !== undefined) throw new RangeError(`invalid reply at ${stage}: ${problem}`);
@@ -414,6 +420,8 @@ function eomBytes(answer: unknown, agreed: MilterAgreement): Buffer {
   const isEom = typeof answer === 'object' && answer !== null && 'response' in answer;
   const { modifications, response } = isEom ? (answer as MilterEomResponse) : { modifications: [], response: answer };
   if (!Array.isArray(modifications)) throw new TypeError('end-of-message modifications must be an array');
+  // The common end of message, no modifications: the reply alone, without a copy by Buffer.concat.
+  if (modifications.length === 0) return responseBytes('eom', response, agreed);
   const parts: Buffer[] = [];
   let bodyReplaced = false;
   for (const m of modifications as readonly MilterModification[]) {
@@ -424,7 +432,7 @@ function eomBytes(answer: unknown, agreed: MilterAgreement): Buffer {
     }
     for (const reply of modificationReplies(m, agreed)) parts.push(encodeMilterReply(reply));
   }
-  parts.push(encodeMilterReply(responseReply('eom', response, agreed)));
+  parts.push(responseBytes('eom', response, agreed));
   return Buffer.concat(parts);
 }
 
