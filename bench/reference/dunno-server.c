@@ -35,14 +35,8 @@ static const char REPLY[] = "action=DUNNO\n\n";
 static unsigned char last_was_newline[65536];
 
 int main(int argc, char **argv) {
-  if (argc != 2) {
-    fprintf(stderr, "usage: %s PORT\n", argv[0]);
-    return 64;
-  }
-  install_stop_signals();
   int listener;
-  int ep = listen_loopback(atoi(argv[1]), &listener);
-  int one = 1;
+  int ep = start_reference_server(argc, argv, &listener);
   static char buf[READ_SIZE];
   struct epoll_event events[MAX_EVENTS];
   while (!stopping) {
@@ -56,10 +50,8 @@ int main(int argc, char **argv) {
             close(c);
             continue;
           }
-          setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
           last_was_newline[c] = 0;
-          struct epoll_event cev = {.events = EPOLLIN, .data.fd = c};
-          epoll_ctl(ep, EPOLL_CTL_ADD, c, &cev);
+          watch_connection(ep, c);
         }
         continue;
       }

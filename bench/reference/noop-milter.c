@@ -104,14 +104,8 @@ static int answer(struct connection *c, unsigned char cmd, const unsigned char *
 }
 
 int main(int argc, char **argv) {
-  if (argc != 2) {
-    fprintf(stderr, "usage: %s PORT\n", argv[0]);
-    return 64;
-  }
-  install_stop_signals();
   int listener;
-  int ep = listen_loopback(atoi(argv[1]), &listener);
-  int one = 1;
+  int ep = start_reference_server(argc, argv, &listener);
   struct epoll_event events[MAX_EVENTS];
   static unsigned char out[BUFFER_SIZE];
   while (!stopping) {
@@ -127,9 +121,7 @@ int main(int argc, char **argv) {
           }
           conns[c].used = 0;
           conns[c].protocol = 0;
-          setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-          struct epoll_event cev = {.events = EPOLLIN, .data.fd = c};
-          epoll_ctl(ep, EPOLL_CTL_ADD, c, &cev);
+          watch_connection(ep, c);
         }
         continue;
       }

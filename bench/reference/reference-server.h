@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,24 @@ static int listen_loopback(int port, int *listener_out) {
   epoll_ctl(ep, EPOLL_CTL_ADD, listener, &ev);
   *listener_out = listener;
   return ep;
+}
+
+/* main()'s start: `PROG PORT` (exit 64 otherwise), stop signals, the listener; returns the epoll instance. */
+static int start_reference_server(int argc, char **argv, int *listener_out) {
+  if (argc != 2) {
+    fprintf(stderr, "usage: %s PORT\n", argv[0]);
+    exit(64);
+  }
+  install_stop_signals();
+  return listen_loopback(atoi(argv[1]), listener_out);
+}
+
+/* A new connection: no Nagle delay (each reply is one small write), and watched for reads. */
+static void watch_connection(int ep, int fd) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
+  epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
 }
 
 #endif
