@@ -83,6 +83,7 @@ const SCENARIOS = [
   { name: 'policy-c8-d1M-info', kind: 'policy', connections: 8, distinct: '1M', logLevel: 'info' },
   { name: 'policy-c1-d1M', kind: 'policy', connections: 1, distinct: '1M' },
   { name: 'policy-c64-d1M', kind: 'policy', connections: 64, distinct: '1M' },
+  { name: 'milter-persistent-c8-d1', kind: 'milter', mode: 'persistent', connections: 8, distinct: '1' },
   { name: 'milter-persistent-c8-d1k', kind: 'milter', mode: 'persistent', connections: 8, distinct: '1k' },
   { name: 'milter-persistent-c8-d1M', kind: 'milter', mode: 'persistent', connections: 8, distinct: '1M', target: 'milter' },
   { name: 'milter-persistent-c8-d1M-info', kind: 'milter', mode: 'persistent', connections: 8, distinct: '1M', logLevel: 'info' },
