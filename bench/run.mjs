@@ -26,7 +26,7 @@
 // Everything is bounded: each load run by --duration, each daemon by a
 // SIGTERM then SIGKILL deadline, the whole runner by the scenario list.
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -133,6 +133,9 @@ function configText({ policyPort, milterPort, metricsPort, maxKeys, logLevel, mi
 }
 
 const tmpDir = path.join(os.tmpdir(), `levee-bench-${process.pid}`);
+
+// Generated configs, compiled reference servers and redis-server's directory: removed at exit, however the runner ends.
+process.on('exit', () => rmSync(tmpDir, { recursive: true, force: true }));
 
 // Every process this runner starts, so an interrupted run leaves none behind.
 const children = new Set();
