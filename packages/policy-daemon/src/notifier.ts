@@ -91,7 +91,6 @@ export function createNotifier(options: {
       const [program, ...args] = argv as [string, ...string[]];
       const child = spawn(program, args, {
         stdio: ['pipe', 'ignore', 'pipe'],
-        timeout: COMMAND_TIMEOUT_MS,
         env: {
           ...process.env,
           LEVEE_EVENT: n.event,
@@ -102,22 +101,28 @@ export function createNotifier(options: {
           LEVEE_UNTIL: new Date(n.until).toISOString(),
         },
       });
+      // Our own deadline rather than spawn's `timeout` option: that timer is only
+      // cleared on 'exit', which a command that cannot be run (ENOENT) never emits,
+      // so it held the event loop for COMMAND_TIMEOUT_MS after the failure.
+      const deadline = setTimeout(() => child.kill('SIGTERM'), COMMAND_TIMEOUT_MS);
+      // Such a command emits 'error' and then 'close' (code -2): count and log it once.
+      let finished = false;
+      const finish = (outcome: NotifyOutcome, logLine?: () => void): void => {
+        if (finished) return;
+        finished = true;
+        clearTimeout(deadline);
+        count('command', outcome);
+        logLine?.();
+        resolve();
+      };
       let stderr = '';
       child.stderr?.on('data', (d: Buffer) => {
         if (stderr.length < 500) stderr += d.toString('utf8');
       });
-      child.on('error', (error) => {
-        count('command', 'failed');
-        log.error({ command: program, err: error.message }, 'notify.command could not be run');
-        resolve();
-      });
+      child.on('error', (error) => finish('failed', () => log.error({ command: program, err: error.message }, 'notify.command could not be run')));
       child.on('close', (code, signal) => {
-        if (code === 0) count('command', 'sent');
-        else {
-          count('command', 'failed');
-          log.error({ command: program, code, signal, stderr: stderr.trim().slice(0, 500) }, 'notify.command failed');
-        }
-        resolve();
+        if (code === 0) finish('sent');
+        else finish('failed', () => log.error({ command: program, code, signal, stderr: stderr.trim().slice(0, 500) }, 'notify.command failed'));
       });
       child.stdin?.on('error', () => undefined);
       child.stdin?.end(`Subject: ${text.subject}\n\n${text.body}`);

@@ -120,6 +120,25 @@ describe('notifier', () => {
     }
   });
 
+  test('a command still running after 10 s is stopped with SIGTERM, logged and counted as failed', async () => {
+    const lines: string[] = [];
+    const counted: string[] = [];
+    const notifier = createNotifier({
+      settings: () => ({ command: ['/bin/sleep', '60'], mail: undefined, maxPerHour: 10 }),
+      log: createLogger('info', { write: (l: string) => void lines.push(l) }),
+      now: () => T,
+      counted: (channel, outcome) => counted.push(`${channel}:${outcome}`),
+    });
+    const started = Date.now();
+    notifier.notify(notice);
+    await notifier.idle();
+    expect(Date.now() - started).toBeGreaterThanOrEqual(9_900);
+    expect(counted).toEqual(['command:failed']);
+    const failed = lines.map((l) => JSON.parse(l)).filter((l) => l.msg === 'notify.command failed');
+    expect(failed).toHaveLength(1);
+    expect(failed[0].signal).toBe('SIGTERM');
+  }, 20_000);
+
   test('a failing command is logged and counted, never thrown', async () => {
     const lines: string[] = [];
     const counted: string[] = [];
@@ -129,9 +148,14 @@ describe('notifier', () => {
       now: () => T,
       counted: (channel, outcome) => counted.push(`${channel}:${outcome}`),
     });
+    const timersBefore = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
     notifier.notify(notice);
     await notifier.idle();
+    // The child emits 'close' (code -2) after 'error': give it the time to, then check it changed nothing.
+    await new Promise((resolve) => setTimeout(resolve, 200));
     expect(counted).toEqual(['command:failed']);
-    expect(lines.some((l) => l.includes('notify.command could not be run'))).toBe(true);
+    expect(lines.filter((l) => l.includes('notify.command')).map((l) => JSON.parse(l).msg)).toEqual(['notify.command could not be run']);
+    // No deadline timer left behind to hold the process for COMMAND_TIMEOUT_MS.
+    expect(process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length).toBeLessThanOrEqual(timersBefore);
   });
 });
