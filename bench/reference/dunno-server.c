@@ -27,58 +27,40 @@
 
 #include "reference-server.h"
 
-#define MAX_EVENTS 256
 #define READ_SIZE 65536
 
 static const char REPLY[] = "action=DUNNO\n\n";
 /* Per connection: whether the last byte read was '\n' (a request may end across two reads). */
 static unsigned char last_was_newline[65536];
 
-int main(int argc, char **argv) {
-  int listener;
-  int ep = start_reference_server(argc, argv, &listener);
-  static char buf[READ_SIZE];
-  struct epoll_event events[MAX_EVENTS];
-  while (!stopping) {
-    int n = epoll_wait(ep, events, MAX_EVENTS, 500);
-    for (int i = 0; i < n; i++) {
-      int fd = events[i].data.fd;
-      if (fd == listener) {
-        int c;
-        while ((c = accept4(listener, NULL, NULL, SOCK_NONBLOCK)) >= 0) {
-          if (c >= (int)sizeof last_was_newline) {
-            close(c);
-            continue;
-          }
-          last_was_newline[c] = 0;
-          watch_connection(ep, c);
-        }
-        continue;
-      }
-      ssize_t got = read(fd, buf, sizeof buf);
-      if (got <= 0) {
-        if (got < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-        close(fd);
-        continue;
-      }
-      /* One reply per blank line (two newlines in a row, possibly across reads). */
-      int replies = 0;
-      unsigned char prev = last_was_newline[fd];
-      for (ssize_t k = 0; k < got; k++) {
-        unsigned char nl = buf[k] == '\n';
-        if (nl && prev) {
-          replies++;
-          nl = 0;
-        }
-        prev = nl;
-      }
-      last_was_newline[fd] = prev;
-      for (int r = 0; r < replies; r++) {
-        if (write(fd, REPLY, sizeof REPLY - 1) < 0) break;
-      }
-    }
-  }
-  close(ep);
-  close(listener);
-  return 0;
+static int accept_connection(int fd) {
+  if (fd >= (int)sizeof last_was_newline) return 0;
+  last_was_newline[fd] = 0;
+  return 1;
 }
+
+/* One reply per blank line (two newlines in a row, possibly across reads). */
+static void serve(int fd) {
+  static char buf[READ_SIZE];
+  ssize_t got = read(fd, buf, sizeof buf);
+  if (got <= 0) {
+    if (!(got < 0 && (errno == EAGAIN || errno == EINTR))) close(fd);
+    return;
+  }
+  int replies = 0;
+  unsigned char prev = last_was_newline[fd];
+  for (ssize_t k = 0; k < got; k++) {
+    unsigned char nl = buf[k] == '\n';
+    if (nl && prev) {
+      replies++;
+      nl = 0;
+    }
+    prev = nl;
+  }
+  last_was_newline[fd] = prev;
+  for (int r = 0; r < replies; r++) {
+    if (write(fd, REPLY, sizeof REPLY - 1) < 0) break;
+  }
+}
+
+int main(int argc, char **argv) { return run_reference_server(argc, argv, accept_connection, serve); }

@@ -31,7 +31,6 @@
 
 #include "reference-server.h"
 
-#define MAX_EVENTS 256
 #define MAX_FDS 4096
 #define BUFFER_SIZE (128 * 1024) /* above the largest packet an MTA sends (64 KiB body chunk) */
 
@@ -103,64 +102,47 @@ static int answer(struct connection *c, unsigned char cmd, const unsigned char *
   return 5;
 }
 
-int main(int argc, char **argv) {
-  int listener;
-  int ep = start_reference_server(argc, argv, &listener);
-  struct epoll_event events[MAX_EVENTS];
-  static unsigned char out[BUFFER_SIZE];
-  while (!stopping) {
-    int n = epoll_wait(ep, events, MAX_EVENTS, 500);
-    for (int i = 0; i < n; i++) {
-      int fd = events[i].data.fd;
-      if (fd == listener) {
-        int c;
-        while ((c = accept4(listener, NULL, NULL, SOCK_NONBLOCK)) >= 0) {
-          if (c >= MAX_FDS || (conns[c].buf = malloc(BUFFER_SIZE)) == NULL) {
-            close(c);
-            continue;
-          }
-          conns[c].used = 0;
-          conns[c].protocol = 0;
-          watch_connection(ep, c);
-        }
-        continue;
-      }
-      struct connection *c = &conns[fd];
-      ssize_t got = read(fd, c->buf + c->used, BUFFER_SIZE - c->used);
-      if (got <= 0) {
-        if (got < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-        drop(fd);
-        continue;
-      }
-      c->used += (size_t)got;
-      /* Every whole packet read: its reply (if any) goes into one write. */
-      size_t at = 0, pending = 0;
-      int quit = 0;
-      while (c->used - at >= 5) {
-        uint32_t len = get32(c->buf + at);
-        if (len == 0 || len > BUFFER_SIZE - 4) {
-          quit = 1;
-          break;
-        }
-        if (c->used - at < 4 + (size_t)len) break;
-        int added = answer(c, c->buf[at + 4], c->buf + at + 5, len - 1, out + pending);
-        at += 4 + (size_t)len;
-        if (added < 0) {
-          quit = 1;
-          break;
-        }
-        pending += (size_t)added;
-      }
-      if (pending > 0 && write(fd, out, pending) < 0) quit = 1;
-      if (quit) {
-        drop(fd);
-        continue;
-      }
-      memmove(c->buf, c->buf + at, c->used - at);
-      c->used -= at;
-    }
-  }
-  close(ep);
-  close(listener);
-  return 0;
+static int accept_connection(int fd) {
+  if (fd >= MAX_FDS || (conns[fd].buf = malloc(BUFFER_SIZE)) == NULL) return 0;
+  conns[fd].used = 0;
+  conns[fd].protocol = 0;
+  return 1;
 }
+
+/* Every whole packet read: its reply (if any) goes into one write. */
+static void serve(int fd) {
+  static unsigned char out[BUFFER_SIZE];
+  struct connection *c = &conns[fd];
+  ssize_t got = read(fd, c->buf + c->used, BUFFER_SIZE - c->used);
+  if (got <= 0) {
+    if (!(got < 0 && (errno == EAGAIN || errno == EINTR))) drop(fd);
+    return;
+  }
+  c->used += (size_t)got;
+  size_t at = 0, pending = 0;
+  int quit = 0;
+  while (c->used - at >= 5) {
+    uint32_t len = get32(c->buf + at);
+    if (len == 0 || len > BUFFER_SIZE - 4) {
+      quit = 1;
+      break;
+    }
+    if (c->used - at < 4 + (size_t)len) break;
+    int added = answer(c, c->buf[at + 4], c->buf + at + 5, len - 1, out + pending);
+    at += 4 + (size_t)len;
+    if (added < 0) {
+      quit = 1;
+      break;
+    }
+    pending += (size_t)added;
+  }
+  if (pending > 0 && write(fd, out, pending) < 0) quit = 1;
+  if (quit) {
+    drop(fd);
+    return;
+  }
+  memmove(c->buf, c->buf + at, c->used - at);
+  c->used -= at;
+}
+
+int main(int argc, char **argv) { return run_reference_server(argc, argv, accept_connection, serve); }

@@ -1,7 +1,8 @@
 /*
  * reference-server.h - what the C reference servers (dunno-server.c,
- * noop-milter.c) share: SIGTERM / SIGINT end the event loop, and a
- * non-blocking listener on 127.0.0.1:PORT added to a new epoll instance.
+ * noop-milter.c) share: the listener on 127.0.0.1:PORT and the epoll loop,
+ * which SIGTERM or SIGINT ends; each server brings what it does with a
+ * new connection and with bytes read.
  */
 #ifndef LEVEE_REFERENCE_SERVER_H
 #define LEVEE_REFERENCE_SERVER_H
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 static volatile sig_atomic_t stopping = 0;
 
@@ -54,22 +56,48 @@ static int listen_loopback(int port, int *listener_out) {
   return ep;
 }
 
-/* main()'s start: `PROG PORT` (exit 64 otherwise), stop signals, the listener; returns the epoll instance. */
-static int start_reference_server(int argc, char **argv, int *listener_out) {
+#define MAX_EVENTS 256
+
+/*
+ * The whole server: `PROG PORT` (exit 64 otherwise), stop signals, a listener on
+ * 127.0.0.1:PORT, then one epoll loop until SIGTERM or SIGINT. Each accepted
+ * connection goes to on_accept (false: closed at once); otherwise it gets no
+ * Nagle delay (each reply is one small write) and is watched for reads, and
+ * on_readable(fd) runs when it has bytes (or end of stream) to read.
+ */
+static int run_reference_server(int argc, char **argv, int (*on_accept)(int fd), void (*on_readable)(int fd)) {
   if (argc != 2) {
     fprintf(stderr, "usage: %s PORT\n", argv[0]);
-    exit(64);
+    return 64;
   }
   install_stop_signals();
-  return listen_loopback(atoi(argv[1]), listener_out);
-}
-
-/* A new connection: no Nagle delay (each reply is one small write), and watched for reads. */
-static void watch_connection(int ep, int fd) {
+  int listener;
+  int ep = listen_loopback(atoi(argv[1]), &listener);
   int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
-  epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+  struct epoll_event events[MAX_EVENTS];
+  while (!stopping) {
+    int n = epoll_wait(ep, events, MAX_EVENTS, 500);
+    for (int i = 0; i < n; i++) {
+      int fd = events[i].data.fd;
+      if (fd != listener) {
+        on_readable(fd);
+        continue;
+      }
+      int c;
+      while ((c = accept4(listener, NULL, NULL, SOCK_NONBLOCK)) >= 0) {
+        if (!on_accept(c)) {
+          close(c);
+          continue;
+        }
+        setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        struct epoll_event ev = {.events = EPOLLIN, .data.fd = c};
+        epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev);
+      }
+    }
+  }
+  close(ep);
+  close(listener);
+  return 0;
 }
 
 #endif
