@@ -13,16 +13,19 @@
 // counted, SMFIR_PROGRESS skipped), and one watchdog a second checks the
 // deadline. checkLeanPackets() proves at start that its bytes equal the
 // project's encoder's.
-import { encodeMilterCommand, milterExpectsReply, milterSendsEvent } from '../../packages/milter-proto/dist/index.js';
+import { encodeMilterCommand, MILTER_COMMAND_CODES, MILTER_REPLY_CODES, milterExpectsReply, milterSendsEvent } from '../../packages/milter-proto/dist/index.js';
 
-/** SMFIR_* command bytes of a final reply, by the name the outcomes use. */
-const FINAL_REPLIES = { c: 'CONTINUE', a: 'ACCEPT', r: 'REJECT', t: 'TEMPFAIL', d: 'DISCARD', y: 'REPLYCODE', s: 'SKIP', O: 'OPTNEG' };
 /** Modification replies, only valid before the final reply to end of message. */
-const MODIFICATIONS = new Set(['+', '-', '2', 'b', 'e', 'h', 'i', 'm', 'q']);
-const PROGRESS = 'p';
+const MODIFICATION_TYPES = ['ADDRCPT', 'DELRCPT', 'ADDRCPT_PAR', 'REPLBODY', 'CHGFROM', 'ADDHEADER', 'INSHEADER', 'CHGHEADER', 'QUARANTINE'];
+/** Final replies: SMFIR_* command byte (as a character) -> reply type, from the codec's table. */
+const FINAL_TYPES = ['CONTINUE', 'ACCEPT', 'REJECT', 'TEMPFAIL', 'DISCARD', 'REPLYCODE', 'SKIP', 'OPTNEG'];
+const REPLY_TYPE = Object.fromEntries(FINAL_TYPES.map((type) => [String.fromCharCode(MILTER_REPLY_CODES[type]), type]));
+const MODIFICATIONS = new Set(MODIFICATION_TYPES.map((type) => String.fromCharCode(MILTER_REPLY_CODES[type])));
+const PROGRESS = String.fromCharCode(MILTER_REPLY_CODES.PROGRESS);
+const REPLY_CODE_OPTNEG = String.fromCharCode(MILTER_REPLY_CODES.OPTNEG);
 
-// SMFIC_* command bytes.
-const CODE = { OPTNEG: 'O', MACRO: 'D', CONNECT: 'C', HELO: 'H', MAIL: 'M', RCPT: 'R', DATA: 'T', HEADER: 'L', EOH: 'N', BODY: 'B', BODYEOB: 'E', ABORT: 'A', QUIT: 'Q', QUIT_NC: 'K' };
+/** SMFIC_* command bytes as characters, from the codec's table. */
+const CODE = Object.fromEntries(Object.entries(MILTER_COMMAND_CODES).map(([type, code]) => [type, String.fromCharCode(code)]));
 
 const u32 = (n) => String.fromCharCode((n >>> 24) & 0xff, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff);
 
@@ -103,7 +106,7 @@ export function createLeanMilterConnection(socket, { timeoutMs }) {
       const length = buffered.readUInt32BE(at);
       if (buffered.length - at < 4 + length) break;
       const code = String.fromCharCode(buffered[at + 4]);
-      const payload = code === 'O' ? buffered.subarray(at + 5, at + 4 + length) : undefined;
+      const payload = code === REPLY_CODE_OPTNEG ? buffered.subarray(at + 5, at + 4 + length) : undefined;
       at += 4 + length;
       if (code === PROGRESS) {
         since = performance.now();
@@ -115,7 +118,7 @@ export function createLeanMilterConnection(socket, { timeoutMs }) {
         waiter.modifications++;
         continue;
       }
-      const name = FINAL_REPLIES[code];
+      const name = REPLY_TYPE[code];
       if (name === undefined) return fail(new Error(`milter filter sent unknown reply ${JSON.stringify(code)}`));
       const w = waiter;
       waiter = undefined;
