@@ -18,7 +18,10 @@
 // daemon (built with cc; skipped without one): bench/reference/dunno-server.c
 // answers every policy request DUNNO, bench/reference/noop-milter.c answers
 // every milter command the MTA waits for "continue". What they reach is the
-// ceiling of the machine for the policy and the milter runs.
+// ceiling of the machine for the policy and the milter runs. The scenarios
+// reference-node-* run the same two servers written on Node's net module
+// (bench/reference/*.mjs): what Node's sockets alone cost per request or
+// message, the floor under any Node.js daemon, Levee included.
 //
 // Before each run it waits (up to --quiet-wait s) until other processes use
 // under 15% of the machine, and records the busy share it saw.
@@ -97,6 +100,10 @@ const SCENARIOS = [
   { name: 'reference-c-dunno-c8', kind: 'policy', connections: 8, distinct: '1M', store: 'reference', reference: 'dunno-server' },
   // The same for milter: a C milter that answers "continue" (bench/reference/noop-milter.c) with Levee's protocol flags.
   { name: 'reference-c-milter-c8', kind: 'milter', mode: 'persistent', connections: 8, distinct: '1M', store: 'reference', reference: 'noop-milter' },
+  // The same two on Node's own net module (bench/reference/*.mjs): what Node's sockets cost any
+  // Node.js daemon per request or message, before any work of Levee's.
+  { name: 'reference-node-dunno-c8', kind: 'policy', connections: 8, distinct: '1M', store: 'reference', reference: 'dunno-server.mjs' },
+  { name: 'reference-node-milter-c8', kind: 'milter', mode: 'persistent', connections: 8, distinct: '1M', store: 'reference', reference: 'noop-milter.mjs' },
 ];
 const REDIS_SERVER = '/usr/bin/redis-server';
 
@@ -228,8 +235,16 @@ async function startRedisServer() {
   return { url: `redis://127.0.0.1:${port}`, pid: server.pid, stop: server.stop };
 }
 
-/** A C reference server (bench/reference/NAME.c), compiled once per runner; undefined when there is no C compiler. */
+/**
+ * How to start a reference server: bench/reference/NAME.mjs runs on this Node.js;
+ * bench/reference/NAME.c is compiled once per runner (undefined when there is no C compiler).
+ */
 const referenceBinaries = new Map();
+function referenceServerCommand(name) {
+  if (name.endsWith('.mjs')) return { command: process.execPath, args: [path.join(ROOT, 'bench/reference', name)] };
+  const binary = referenceServerBinary(name);
+  return binary === undefined ? undefined : { command: binary, args: [] };
+}
 function referenceServerBinary(name) {
   if (referenceBinaries.has(name)) return referenceBinaries.get(name) || undefined;
   const out = path.join(tmpDir, name);
@@ -243,10 +258,10 @@ function referenceServerBinary(name) {
   return referenceBinaries.get(name) || undefined;
 }
 
-/** A C reference server on a free loopback port, shaped like startDaemon's result (the same port for both protocols). */
-async function startReferenceServer(name, binary) {
+/** A reference server on a free loopback port, shaped like startDaemon's result (the same port for both protocols). */
+async function startReferenceServer(name, { command, args }) {
   const port = await freePort();
-  const server = await startServer(name, binary, [String(port)], port, 5000);
+  const server = await startServer(name, command, [...args, String(port)], port, 5000);
   return {
     policyPort: port,
     milterPort: port,
@@ -336,7 +351,7 @@ function runNode(script, args, deadlineMs) {
 // ---- one scenario ------------------------------------------------------------
 async function runScenario(s) {
   const perRun = [];
-  const reference = s.store === 'reference' ? referenceServerBinary(s.reference) : undefined;
+  const reference = s.store === 'reference' ? referenceServerCommand(s.reference) : undefined;
   if (s.store === 'reference' && reference === undefined) return { ...s, runs: 0, skipped: 'no C compiler (cc)', median: {}, totalErrors: 0, perRun };
   for (let r = 0; r < runs; r++) {
     const busyBefore = await waitForQuiet();

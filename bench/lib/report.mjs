@@ -4,6 +4,17 @@
 const f = (v, d = 0) => (Number.isFinite(v) ? v.toFixed(d).replace(/\B(?=(\d{3})+(?!\d))/g, d === 0 ? ',' : '') : 'n/a');
 const ms = (v) => (Number.isFinite(v) ? v.toFixed(3) : 'n/a');
 
+/** A reference server scenario that ran: 'c' for bench/reference/*.c, 'node' for bench/reference/*.mjs. */
+const isReference = (s, runtime) => s.store === 'reference' && s.skipped === undefined && s.reference.endsWith('.mjs') === (runtime === 'node');
+const referenceLabel = (s) => `${s.reference.endsWith('.mjs') ? 'Node.js' : 'C'} reference, no rules`;
+
+/** What the target scenario spends per unit beyond the Node.js floor: Levee's own work. */
+function ownWork(target, floor, unit) {
+  if (target === undefined || !Number.isFinite(target.median.cpuUsPerUnit)) return '';
+  const own = target.median.cpuUsPerUnit - floor.median.cpuUsPerUnit;
+  return ` ${target.name} spends ${f(target.median.cpuUsPerUnit, 1)} µs per ${unit}, so Levee's own work (decoding, rules, counters, metrics) is about ${f(own, 1)} µs of it.`;
+}
+
 export const TARGETS = {
   policy: { throughput: 30_000, p99: 1, label: 'policy, 20 rules (3 rate limits), 1M distinct IPs, 8 connections: >= 30k req/s, p99 < 1 ms, no errors' },
   milter: { throughput: 3_000, p99: 5, label: 'milter, same rules + header/attachment rules, 8 connections: >= 3k msg/s, p99 < 5 ms' },
@@ -76,14 +87,19 @@ export function renderResults(results, file) {
         lines.push(`| ${s.name} | ${s.store} | ${s.connections} | ${s.distinct} | | not run: ${s.skipped} | | | | | | | |`);
         continue;
       }
-      lines.push(`| ${s.name} | ${s.store === 'reference' ? 'C reference, no rules' : (s.store ?? 'memory')} | ${s.connections} | ${s.distinct} | ${s.store === 'reference' ? 'none' : (s.logLevel ?? 'warn')} | ${f(x.throughput)} | ${ms(x.p50)} | ${ms(x.p99)} | ${ms(x.p999)} | ${s.totalErrors} | ${f(x.cpuUsPerUnit, 1)} | ${f(x.daemonCpuShare * 100)}% | ${f(x.peakRssMiB)} |`);
+      lines.push(`| ${s.name} | ${s.store === 'reference' ? referenceLabel(s) : (s.store ?? 'memory')} | ${s.connections} | ${s.distinct} | ${s.store === 'reference' ? 'none' : (s.logLevel ?? 'warn')} | ${f(x.throughput)} | ${ms(x.p50)} | ${ms(x.p99)} | ${ms(x.p999)} | ${s.totalErrors} | ${f(x.cpuUsPerUnit, 1)} | ${f(x.daemonCpuShare * 100)}% | ${f(x.peakRssMiB)} |`);
     }
     lines.push('');
-    const reference = policy.find((s) => s.store === 'reference' && s.skipped === undefined);
+    const reference = policy.find((s) => isReference(s, 'c'));
     const target = policy.find((s) => s.target === 'policy');
     if (reference !== undefined) {
       const share = target === undefined ? '' : ` ${target.name} reaches ${f((target.median.throughput / reference.median.throughput) * 100)} % of its requests/s.`;
       lines.push(`Reference: \`reference-c-dunno-c8\` is a plain C epoll server that answers every request with \`action=DUNNO\` and does nothing else (bench/reference/dunno-server.c), driven by the same generator on the same machine: ${f(reference.median.throughput)} req/s at ${f(reference.median.cpuUsPerUnit, 1)} µs of server CPU per request, which is what this machine's loopback and scheduler allow.${share}`);
+      lines.push('');
+    }
+    const nodeFloor = policy.find((s) => isReference(s, 'node'));
+    if (nodeFloor !== undefined) {
+      lines.push(`Node.js floor: \`reference-node-dunno-c8\` does the same on Node's net module (bench/reference/dunno-server.mjs): ${f(nodeFloor.median.throughput)} req/s at ${f(nodeFloor.median.cpuUsPerUnit, 1)} µs of CPU per request, what Node's sockets cost any Node.js daemon.${ownWork(target, nodeFloor, 'request')}`);
       lines.push('');
     }
     const redis = policy.filter((s) => s.store === 'redis');
@@ -117,15 +133,20 @@ export function renderResults(results, file) {
         lines.push(`| ${s.name} | ${s.mode}, ${s.connections} | ${s.distinct} | | not run: ${s.skipped} | | | | | | | | | |`);
         continue;
       }
-      const log = s.store === 'reference' ? 'C reference, no rules' : (s.logLevel ?? 'warn');
+      const log = s.store === 'reference' ? referenceLabel(s) : (s.logLevel ?? 'warn');
       lines.push(`| ${s.name} | ${s.mode}, ${s.connections} | ${s.distinct} | ${log} | ${f(x.throughput)} | ${ms(x.p50)} | ${ms(x.p99)} | ${ms(x.p999)} | ${ms(x.commandP99)} | ${s.totalErrors} | ${f(x.cpuUsPerUnit, 1)} | ${f(x.daemonCpuShare * 100)}% | ${x.loadCpuUsPerUnit === undefined ? 'n/a' : f(x.loadCpuUsPerUnit, 1)} | ${f(x.peakRssMiB)} |`);
     }
     lines.push('');
-    const reference = milter.find((s) => s.store === 'reference' && s.skipped === undefined);
+    const reference = milter.find((s) => isReference(s, 'c'));
     const target = milter.find((s) => s.target === 'milter');
     if (reference !== undefined) {
       const share = target === undefined ? '' : ` ${target.name} reaches ${f((target.median.throughput / reference.median.throughput) * 100)} % of its messages/s.`;
       lines.push(`Reference: \`reference-c-milter-c8\` is a plain C epoll milter that answers "continue" to every command the MTA waits for and does nothing else (bench/reference/noop-milter.c), with Levee's protocol flags, driven by the same generator on the same machine: ${f(reference.median.throughput)} msg/s at ${f(reference.median.cpuUsPerUnit, 1)} µs of server CPU per message, while the generator spends ${f(reference.median.loadCpuUsPerUnit, 1)} µs per message.${share}`);
+      lines.push('');
+    }
+    const nodeFloor = milter.find((s) => isReference(s, 'node'));
+    if (nodeFloor !== undefined) {
+      lines.push(`Node.js floor: \`reference-node-milter-c8\` does the same on Node's net module (bench/reference/noop-milter.mjs): ${f(nodeFloor.median.throughput)} msg/s at ${f(nodeFloor.median.cpuUsPerUnit, 1)} µs of CPU per message, what Node's sockets cost any Node.js milter.${ownWork(target, nodeFloor, 'message')}`);
       lines.push('');
     }
     lines.push('Message latency runs from sending CONNECT to the end-of-message reply (per-message mode: from the TCP connect, OPTNEG included).');
