@@ -239,12 +239,14 @@ async function startRedisServer() {
  * How to start a reference server: bench/reference/NAME.mjs runs on this Node.js;
  * bench/reference/NAME.c is compiled once per runner (undefined when there is no C compiler).
  */
-const referenceBinaries = new Map();
 function referenceServerCommand(name) {
   if (name.endsWith('.mjs')) return { command: process.execPath, args: [path.join(ROOT, 'bench/reference', name)] };
   const binary = referenceServerBinary(name);
   return binary === undefined ? undefined : { command: binary, args: [] };
 }
+
+/** bench/reference/NAME.c compiled once per runner: its path, or undefined when cc failed. */
+const referenceBinaries = new Map();
 function referenceServerBinary(name) {
   if (referenceBinaries.has(name)) return referenceBinaries.get(name) || undefined;
   const out = path.join(tmpDir, name);

@@ -22,9 +22,10 @@ const SMFIP_NR_BODY = 0x80000;
 const WANTED_PROTOCOL = SMFIP_NR_HDR | SMFIP_NOUNKNOWN | SMFIP_SKIP | SMFIP_NR_EOH | SMFIP_NR_BODY;
 const MAX_PACKET = 128 * 1024;
 const CONTINUE = Buffer.from([0, 0, 0, 1, 0x63]);
+const EMPTY = Buffer.alloc(0);
 
 function serve(socket) {
-  let pending = Buffer.alloc(0);
+  let pending = EMPTY;
   let protocol = 0;
   /** The reply to one packet, null when the MTA waits for none, 'quit' to close. */
   const answer = (cmd, data) => {
@@ -69,7 +70,7 @@ function serve(socket) {
       if (reply === 'quit') return socket.destroy();
       if (reply !== null) out.push(reply);
     }
-    pending = at === buf.length ? Buffer.alloc(0) : Buffer.from(buf.subarray(at));
+    pending = at === buf.length ? EMPTY : Buffer.from(buf.subarray(at));
     if (out.length > 0) socket.write(out.length === 1 ? out[0] : Buffer.concat(out));
   });
   socket.on('error', () => socket.destroy());
