@@ -10,7 +10,7 @@
 // docs/benchmarks.md.
 //
 //   node bench/run.mjs [--quick] [--runs 3] [--duration 10] [--warmup 2]
-//        [--only policy,milter,memory,micro] [--scenario NAME-SUBSTRING]
+//        [--only policy,milter,memory,micro] [--scenario NAME-SUBSTRING[,...]]
 //        [--label TEXT] [--no-docs] [--quiet-wait SECONDS]
 //        [--memory-requests N] [--flood-requests N] [--help]
 //
@@ -21,7 +21,14 @@
 // ceiling of the machine for the policy and the milter runs. The scenarios
 // reference-node-* run the same two servers written on Node's net module
 // (bench/reference/*.mjs): what Node's sockets alone cost per request or
-// message, the floor under any Node.js daemon, Levee included.
+// message, the floor under any Node.js daemon, Levee included. The scenarios
+// competitor-* run what postmasters run instead of Levee, installed from
+// Debian by scripts/install-bench-deps.sh (`pnpm bench` runs it first; a
+// competitor that is missing is skipped, and the table says so): postfwd2,
+// the Perl rate-limiting policy daemon, with the benchmark's rules
+// (bench/config/postfwd.cf), and a no-op milter on Sendmail's libmilter
+// (bench/reference/libmilter-noop.c). CPU is counted over a server's whole
+// process tree, since postfwd2 answers from pre-forked children.
 //
 // Before each run it waits (up to --quiet-wait s) until other processes use
 // under 15% of the machine, and records the busy share it saw.
@@ -29,13 +36,13 @@
 // Everything is bounded: each load run by --duration, each daemon by a
 // SIGTERM then SIGKILL deadline, the whole runner by the scenario list.
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { median, memoryKiB, sleep } from './lib/common.mjs';
+import { descendants, median, memoryKiB, processStart, sleep } from './lib/common.mjs';
 import { renderResults } from './lib/report.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -104,6 +111,29 @@ const SCENARIOS = [
   // Node.js daemon per request or message, before any work of Levee's.
   { name: 'reference-node-dunno-c8', kind: 'policy', connections: 8, distinct: '1M', store: 'reference', reference: 'dunno-server.mjs' },
   { name: 'reference-node-milter-c8', kind: 'milter', mode: 'persistent', connections: 8, distinct: '1M', store: 'reference', reference: 'noop-milter.mjs' },
+  // Competitors, from Debian's packages (scripts/install-bench-deps.sh), on the same load.
+  // competitor: the table's label; about: the sentence under it.
+  {
+    name: 'competitor-postfwd2-c8',
+    kind: 'policy',
+    connections: 8,
+    distinct: '1M',
+    store: 'reference',
+    reference: 'postfwd2',
+    competitor: 'postfwd2 (Perl), the same rules',
+    about: "postfwd2, the Perl rate-limiting policy daemon (Debian's postfwd), with bench/config/postfwd.cf, the benchmark's 20 rules and 3 rate limits as postfwd writes them",
+  },
+  {
+    name: 'competitor-libmilter-noop-c8',
+    kind: 'milter',
+    mode: 'persistent',
+    connections: 8,
+    distinct: '1M',
+    store: 'reference',
+    reference: 'libmilter-noop',
+    competitor: 'libmilter no-op (C), no rules',
+    about: "a milter on Sendmail's own libmilter that answers \"continue\" and does nothing else (bench/reference/libmilter-noop.c), with Levee's protocol flags",
+  },
 ];
 const REDIS_SERVER = '/usr/bin/redis-server';
 
@@ -146,6 +176,11 @@ process.on('exit', () => rmSync(tmpDir, { recursive: true, force: true }));
 
 // Every process this runner starts, so an interrupted run leaves none behind.
 const children = new Set();
+// Of those, the servers that forked into the background: ended at exit too, whatever ended the runner.
+const daemonized = new Set();
+process.on('exit', () => {
+  for (const server of daemonized) server.kill('SIGKILL');
+});
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.on(signal, () => {
     for (const child of children) child.kill('SIGKILL');
@@ -236,13 +271,62 @@ async function startRedisServer() {
 }
 
 /**
- * How to start a reference server: bench/reference/NAME.mjs runs on this Node.js;
- * bench/reference/NAME.c is compiled once per runner (undefined when there is no C compiler).
+ * Installed competitors, started as a postmaster would run them. postfwd2 has
+ * no foreground server mode: it forks into the background and writes its
+ * master's PID to --pidfile (its cache daemon and pre-forking policy server
+ * are that master's descendants). Its --file must be absolute (it chdirs to /
+ * first); the pid file and cache socket are made after it drops privileges,
+ * hence a directory of its own that its user can write; the --summary and
+ * --cache options are Debian's defaults (/etc/default/postfwd).
+ */
+const COMPETITORS = {
+  postfwd2: {
+    program: '/usr/sbin/postfwd2',
+    install: 'postfwd',
+    args: (port, dir) => [
+      '--file', path.join(ROOT, 'bench/config/postfwd.cf'),
+      '--interface', '127.0.0.1',
+      '--port', String(port),
+      '--pidfile', path.join(dir, 'postfwd2.pid'),
+      '--cache_port', path.join(dir, 'postfwd2-cache.socket'),
+      ...unprivilegedUser(),
+      '--summary=600', '--cache=600', '--cache-rdomain-only', '--cache-no-size',
+    ],
+    pidFile: (dir) => path.join(dir, 'postfwd2.pid'),
+    // The rules are loaded when the backup MX is let through (OK) rather than DUNNO for everyone.
+    check: { attributes: { client_address: '198.51.100.7' }, action: 'OK' },
+  },
+};
+
+/** --user and --group for a daemon that drops privileges: nobody/nogroup (Debian's names) as root, else this user. */
+function unprivilegedUser() {
+  if (process.getuid() === 0) return ['--user', 'nobody', '--group', 'nogroup'];
+  return ['--user', os.userInfo().username, '--group', execFileSync('id', ['-gn'], { encoding: 'utf8' }).trim()];
+}
+
+/** Libraries a C reference server links with. */
+const REFERENCE_LIBS = { 'libmilter-noop': { libs: ['-lmilter', '-lpthread'], install: 'libmilter-dev' } };
+
+/**
+ * How to start a reference server, as { command, args(port) }, or { skipped }
+ * with the reason: bench/reference/NAME.mjs runs on this Node.js;
+ * bench/reference/NAME.c is compiled once per runner; a competitor
+ * (COMPETITORS) is the installed program.
  */
 function referenceServerCommand(name) {
-  if (name.endsWith('.mjs')) return { command: process.execPath, args: [path.join(ROOT, 'bench/reference', name)] };
+  const script = path.join(ROOT, 'bench/reference', name);
+  if (name.endsWith('.mjs')) return { command: process.execPath, args: (port) => [script, String(port)] };
+  const competitor = COMPETITORS[name];
+  if (competitor !== undefined) {
+    if (!existsSync(competitor.program)) return { skipped: `${competitor.program} is missing (Debian package ${competitor.install}: scripts/install-bench-deps.sh)` };
+    return { command: competitor.program, args: competitor.args, competitor };
+  }
   const binary = referenceServerBinary(name);
-  return binary === undefined ? undefined : { command: binary, args: [] };
+  if (binary === undefined) {
+    const install = REFERENCE_LIBS[name]?.install;
+    return { skipped: `bench/reference/${name}.c did not compile (needs cc${install === undefined ? '' : ` and ${install}: scripts/install-bench-deps.sh`})` };
+  }
+  return { command: binary, args: (port) => [String(port)] };
 }
 
 /** bench/reference/NAME.c compiled once per runner: its path, or undefined when cc failed. */
@@ -251,19 +335,21 @@ function referenceServerBinary(name) {
   if (referenceBinaries.has(name)) return referenceBinaries.get(name) || undefined;
   const out = path.join(tmpDir, name);
   try {
-    execFileSync('cc', ['-O2', '-o', out, path.join(ROOT, `bench/reference/${name}.c`)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const libs = REFERENCE_LIBS[name]?.libs ?? [];
+    execFileSync('cc', ['-O2', '-o', out, path.join(ROOT, `bench/reference/${name}.c`), ...libs], { stdio: ['ignore', 'ignore', 'pipe'] });
     referenceBinaries.set(name, out);
   } catch (error) {
-    process.stderr.write(`  no C reference server ${name} (cc failed: ${String(error.message).split('\n')[0]}); install gcc to get it\n`);
+    process.stderr.write(`  no C reference server ${name} (cc failed: ${String(error.message).split('\n')[0]})\n`);
     referenceBinaries.set(name, '');
   }
   return referenceBinaries.get(name) || undefined;
 }
 
 /** A reference server on a free loopback port, shaped like startDaemon's result (the same port for both protocols). */
-async function startReferenceServer(name, { command, args }) {
+async function startReferenceServer(name, { command, args, competitor }) {
   const port = await freePort();
-  const server = await startServer(name, command, [...args, String(port)], port, 5000);
+  if (competitor?.pidFile !== undefined) return startDaemonizingServer(name, command, competitor, port);
+  const server = await startServer(name, command, args(port), port, 8000);
   return {
     policyPort: port,
     milterPort: port,
@@ -273,6 +359,93 @@ async function startReferenceServer(name, { command, args }) {
       return { ...mem, exit: await server.stop(), stderr: '' };
     },
   };
+}
+
+/** Is `pid` still the process that started at `start` (not gone, not a later process given the same PID)? */
+const sameProcess = (pid, start) => start !== undefined && processStart(pid) === start;
+
+/**
+ * A server that forks into the background (postfwd2): run its command, wait
+ * for the port and its pid file, check that it answers as its rules say, and
+ * stop it by the master's PID (SIGTERM, SIGKILL after 8 s), then any of the
+ * master's descendants that outlived it.
+ */
+async function startDaemonizingServer(name, command, competitor, port) {
+  const dir = mkdtempSync(path.join(tmpDir, `${name}-`));
+  chmodSync(dir, 0o777); // its user writes the pid file and socket after dropping privileges
+  execFileSync(command, competitor.args(port, dir), { stdio: ['ignore', 'ignore', 'pipe'], timeout: 10_000 });
+  await waitForPort(port, 10_000);
+  let master;
+  for (const until = Date.now() + 5000; master === undefined && Date.now() < until; await sleep(50)) {
+    const text = existsSync(competitor.pidFile(dir)) ? readFileSync(competitor.pidFile(dir), 'utf8').trim() : '';
+    if (/^\d+$/.test(text)) master = Number(text);
+  }
+  if (master === undefined) throw new Error(`${name}: no PID in ${competitor.pidFile(dir)}`);
+  const masterStart = processStart(master);
+  const signalIfSame = (pid, start, signal) => {
+    try {
+      if (sameProcess(pid, start)) process.kill(pid, signal);
+    } catch {
+      // gone in between
+    }
+  };
+  // SIGKILL (an interrupted runner) takes the whole tree: the master's children would outlive it.
+  const handle = {
+    kill(signal) {
+      if (signal === 'SIGKILL' && sameProcess(master, masterStart)) for (const pid of descendants(master)) signalIfSame(pid, processStart(pid), signal);
+      signalIfSame(master, masterStart, signal);
+    },
+  };
+  children.add(handle);
+  daemonized.add(handle);
+  const stop = async () => {
+    const forked = descendants(master).map((pid) => ({ pid, start: processStart(pid) }));
+    handle.kill('SIGTERM');
+    for (const until = Date.now() + 8000; sameProcess(master, masterStart) && Date.now() < until; ) await sleep(100);
+    handle.kill('SIGKILL');
+    for (const { pid, start } of forked) signalIfSame(pid, start, 'SIGKILL');
+    children.delete(handle);
+    daemonized.delete(handle);
+  };
+  const answer = await policyAction(port, competitor.check.attributes);
+  if (answer !== competitor.check.action) {
+    await stop();
+    throw new Error(`${name} answered ${answer} where its rules say ${competitor.check.action}: did it load ${competitor.args(port, dir)[1]}?`);
+  }
+  return {
+    policyPort: port,
+    milterPort: port,
+    pid: master,
+    async stop() {
+      // Its RSS summed over its processes (the pages they share are counted in each).
+      const mem = [master, ...descendants(master)].map(memoryKiB).reduce((a, b) => ({ rssKiB: a.rssKiB + b.rssKiB, hwmKiB: a.hwmKiB + b.hwmKiB }));
+      await stop();
+      return { ...mem, exit: { code: 0, signal: null }, stderr: '' };
+    },
+  };
+}
+
+/** The action a policy server answers to one RCPT request with these attributes (bounded by a 5 s deadline). */
+function policyAction(port, attributes) {
+  const request = { request: 'smtpd_access_policy', protocol_state: 'RCPT', protocol_name: 'ESMTP', sender: 'someone@example.org', recipient: 'user@example.com', ...attributes };
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    let reply = '';
+    const timer = setTimeout(() => socket.destroy(new Error('no answer within 5 s')), 5000);
+    socket.on('data', (d) => {
+      reply += d;
+      if (reply.includes('\n\n')) {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve(/^action=(\S+)/m.exec(reply)?.[1]);
+      }
+    });
+    socket.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    socket.write(`${Object.entries(request).map(([k, v]) => `${k}=${v}`).join('\n')}\n\n`);
+  });
 }
 
 /**
@@ -351,41 +524,47 @@ function runNode(script, args, deadlineMs) {
 }
 
 // ---- one scenario ------------------------------------------------------------
-async function runScenario(s) {
-  const perRun = [];
-  const reference = s.store === 'reference' ? referenceServerCommand(s.reference) : undefined;
-  if (s.store === 'reference' && reference === undefined) return { ...s, runs: 0, skipped: 'no C compiler (cc)', median: {}, totalErrors: 0, perRun };
-  for (let r = 0; r < runs; r++) {
-    const busyBefore = await waitForQuiet();
-    const redis = s.store === 'redis' ? await startRedisServer() : undefined;
-    let load;
-    let redisFallbacks;
+/** How to start a scenario's reference server, or { skipped } (undefined for Levee's own scenarios). */
+function serverOf(s) {
+  return s.store === 'reference' ? referenceServerCommand(s.reference) : undefined;
+}
+
+/** Run `r` (0-based) of scenario `s`: start its server, drive it, stop it; the generator's figures with the server's. */
+async function runOnce(s, reference, r) {
+  const busyBefore = await waitForQuiet();
+  const redis = s.store === 'redis' ? await startRedisServer() : undefined;
+  let load;
+  let redisFallbacks;
+  let stopped;
+  try {
+    const daemon =
+      reference === undefined ? await startDaemon({ logLevel: s.logLevel ?? 'warn', milterRules: s.kind === 'milter', redisUrl: redis?.url }) : await startReferenceServer(s.reference, reference);
     try {
-      const daemon =
-        reference === undefined ? await startDaemon({ logLevel: s.logLevel ?? 'warn', milterRules: s.kind === 'milter', redisUrl: redis?.url }) : await startReferenceServer(s.reference, reference);
-      try {
-        const common = ['--connections', String(s.connections), '--duration', String(duration), '--warmup', String(warmup), '--distinct', s.distinct, '--pid', String(daemon.pid)];
-        if (redis !== undefined) common.push('--other-pid', String(redis.pid));
-        load =
-          s.kind === 'policy'
-            ? await runNode('policy-load.mjs', ['--port', String(daemon.policyPort), ...common], (duration + warmup + 30) * 1000)
-            : await runNode('milter-load.mjs', ['--port', String(daemon.milterPort), '--mode', s.mode, ...common], (duration + warmup + 30) * 1000);
-        // Requests answered from local counts (timeout, error, breaker open): the Redis figures hold only if this is ~0.
-        if (redis !== undefined) redisFallbacks = await daemon.metricSum('levee_counter_backend_errors_total');
-      } finally {
-        var stopped = await daemon.stop();
-      }
+      const common = ['--connections', String(s.connections), '--duration', String(duration), '--warmup', String(warmup), '--distinct', s.distinct, '--pid', String(daemon.pid)];
+      if (redis !== undefined) common.push('--other-pid', String(redis.pid));
+      load =
+        s.kind === 'policy'
+          ? await runNode('policy-load.mjs', ['--port', String(daemon.policyPort), ...common], (duration + warmup + 30) * 1000)
+          : await runNode('milter-load.mjs', ['--port', String(daemon.milterPort), '--mode', s.mode, ...common], (duration + warmup + 30) * 1000);
+      // Requests answered from local counts (timeout, error, breaker open): the Redis figures hold only if this is ~0.
+      if (redis !== undefined) redisFallbacks = await daemon.metricSum('levee_counter_backend_errors_total');
     } finally {
-      await redis?.stop();
+      stopped = await daemon.stop();
     }
-    delete load.rssSamples;
-    perRun.push({ ...load, daemonPeakRssKiB: stopped.hwmKiB, daemonExit: stopped.exit, machineBusyBefore: busyBefore, ...(redis === undefined ? {} : { redisFallbacks }) });
-    const unit = s.kind === 'policy' ? 'req/s' : 'msg/s';
-    process.stderr.write(
-      `  ${s.name} run ${r + 1}/${runs}: ${load.throughput.toFixed(0)} ${unit}, p50 ${load.latencyMs.p50.toFixed(3)} p99 ${load.latencyMs.p99.toFixed(3)} p99.9 ${load.latencyMs.p999.toFixed(3)} ms, errors ${load.errors}, daemon ${((s.kind === 'policy' ? load.daemonCpuUsPerRequest : load.daemonCpuUsPerMessage) ?? NaN).toFixed(1)} µs CPU each, peak RSS ${(stopped.hwmKiB / 1024).toFixed(0)} MiB${redisFallbacks === undefined ? '' : `, redis ${load.otherCpuUsPerRequest.toFixed(1)} µs CPU each, ${redisFallbacks} requests counted locally`}${(load.loadCpuUsPerRequest ?? load.loadCpuUsPerMessage) === undefined ? '' : `, load generator ${(load.loadCpuUsPerRequest ?? load.loadCpuUsPerMessage).toFixed(1)} µs CPU each`}\n`,
-    );
-    await sleep(300);
+  } finally {
+    await redis?.stop();
   }
+  delete load.rssSamples;
+  const unit = s.kind === 'policy' ? 'req/s' : 'msg/s';
+  process.stderr.write(
+    `  ${s.name} run ${r + 1}/${runs}: ${load.throughput.toFixed(0)} ${unit}, p50 ${load.latencyMs.p50.toFixed(3)} p99 ${load.latencyMs.p99.toFixed(3)} p99.9 ${load.latencyMs.p999.toFixed(3)} ms, errors ${load.errors}, daemon ${((s.kind === 'policy' ? load.daemonCpuUsPerRequest : load.daemonCpuUsPerMessage) ?? NaN).toFixed(1)} µs CPU each, peak RSS ${(stopped.hwmKiB / 1024).toFixed(0)} MiB${redisFallbacks === undefined ? '' : `, redis ${load.otherCpuUsPerRequest.toFixed(1)} µs CPU each, ${redisFallbacks} requests counted locally`}${(load.loadCpuUsPerRequest ?? load.loadCpuUsPerMessage) === undefined ? '' : `, load generator ${(load.loadCpuUsPerRequest ?? load.loadCpuUsPerMessage).toFixed(1)} µs CPU each`}\n`,
+  );
+  await sleep(300);
+  return { ...load, daemonPeakRssKiB: stopped.hwmKiB, daemonExit: stopped.exit, machineBusyBefore: busyBefore, ...(redis === undefined ? {} : { redisFallbacks }) };
+}
+
+/** A scenario's runs summed up: medians, total errors, and every run as measured. */
+function summarize(s, perRun) {
   const med = (f) => median(perRun.map(f));
   return {
     ...s,
@@ -455,10 +634,24 @@ const machine = {
 process.stderr.write(`levee bench: ${machine.nproc} CPUs (${machine.cpuModel}), node ${machine.node}; ${runs} run(s) of ${duration}s (+${warmup}s warm-up) per scenario\n`);
 
 const results = { date: started.toISOString(), label: opt.label, machine, settings: { runs, duration, warmup }, scenarios: [], memory: [], micro: undefined };
-const selected = SCENARIOS.filter((s) => only.has(s.kind) && (opt.scenario === undefined || s.name.includes(opt.scenario)));
+const selected = SCENARIOS.filter((s) => only.has(s.kind) && (opt.scenario === undefined || opt.scenario.split(',').some((part) => s.name.includes(part))));
+// Round by round: run 1 of every scenario, then run 2 of every scenario, ... so that a
+// stretch of a busy host falls on every scenario alike, not on one, when they are compared.
+const servers = new Map(selected.map((s) => [s.name, serverOf(s)]));
+const perRuns = new Map(selected.map((s) => [s.name, []]));
 for (const s of selected) {
-  process.stderr.write(`${s.name}\n`);
-  results.scenarios.push(await runScenario(s));
+  const skipped = servers.get(s.name)?.skipped;
+  if (skipped !== undefined) process.stderr.write(`  ${s.name} skipped: ${skipped}\n`);
+}
+for (let r = 0; r < runs; r++) {
+  for (const s of selected) {
+    if (servers.get(s.name)?.skipped !== undefined) continue;
+    perRuns.get(s.name).push(await runOnce(s, servers.get(s.name), r));
+  }
+}
+for (const s of selected) {
+  const skipped = servers.get(s.name)?.skipped;
+  results.scenarios.push(skipped === undefined ? summarize(s, perRuns.get(s.name)) : { ...s, runs: 0, skipped, median: {}, totalErrors: 0, perRun: [] });
 }
 if (only.has('memory') && opt.scenario === undefined) {
   process.stderr.write('memory\n');

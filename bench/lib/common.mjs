@@ -1,6 +1,6 @@
 // Helpers shared by the load generators and the runner: percentiles,
 // /proc readings of the daemon, client address populations.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 
 /** Clock ticks per second for /proc/PID/stat utime/stime (sysconf(_SC_CLK_TCK)). */
@@ -12,13 +12,60 @@ export const CLK_TCK = (() => {
   }
 })();
 
-/** CPU seconds (user + system) used so far by process `pid`. */
-export function cpuSeconds(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+/** Fields 3 onwards of /proc/PID/stat (fields[0] is field 3), or undefined when the process is gone. */
+function statFields(pid) {
+  let stat;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
   // Fields after the command name (which may contain spaces) start after the last ')'.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // utime and stime are fields 14 and 15 of stat(5); fields[0] is field 3.
-  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/** The live descendants of `pid` (children, their children, ...), from the ppid field of every /proc/N/stat. */
+export function descendants(pid) {
+  const childrenOf = new Map();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const fields = statFields(entry);
+    if (fields === undefined) continue;
+    const ppid = Number(fields[1]);
+    if (!childrenOf.has(ppid)) childrenOf.set(ppid, []);
+    childrenOf.get(ppid).push(Number(entry));
+  }
+  const found = [];
+  for (let queue = [pid]; queue.length > 0; ) {
+    for (const child of childrenOf.get(queue.shift()) ?? []) {
+      found.push(child);
+      queue.push(child);
+    }
+  }
+  return found;
+}
+
+/** When process `pid` started (field 22 of stat(5), clock ticks since boot), or undefined when it is gone: tells a process from a later one given its PID. */
+export function processStart(pid) {
+  return statFields(pid)?.[19];
+}
+
+/**
+ * CPU seconds (user + system) used so far by process `pid` and every process
+ * under it: a pre-forking server (postfwd2) answers from its children, which
+ * also come and go. utime and stime are fields 14 and 15 of stat(5), cutime
+ * and cstime (16, 17) hold the children already reaped. For a single process,
+ * such as Levee's daemon, that is its own utime + stime.
+ */
+export function cpuSeconds(pid) {
+  const own = statFields(pid);
+  if (own === undefined) throw new Error(`process ${pid} is gone`);
+  let ticks = Number(own[11]) + Number(own[12]) + Number(own[13]) + Number(own[14]);
+  for (const child of descendants(pid)) {
+    const fields = statFields(child);
+    if (fields !== undefined) ticks += Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
+  }
+  return ticks / CLK_TCK;
 }
 
 /** { rssKiB, hwmKiB } of process `pid` from /proc/PID/status (VmRSS, VmHWM). */

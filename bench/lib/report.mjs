@@ -4,9 +4,26 @@
 const f = (v, d = 0) => (Number.isFinite(v) ? v.toFixed(d).replace(/\B(?=(\d{3})+(?!\d))/g, d === 0 ? ',' : '') : 'n/a');
 const ms = (v) => (Number.isFinite(v) ? v.toFixed(3) : 'n/a');
 
-/** A reference server scenario that ran: 'c' for bench/reference/*.c, 'node' for bench/reference/*.mjs. */
-const isReference = (s, runtime) => s.store === 'reference' && s.skipped === undefined && s.reference.endsWith('.mjs') === (runtime === 'node');
-const referenceLabel = (s) => `${s.reference.endsWith('.mjs') ? 'Node.js' : 'C'} reference, no rules`;
+/** A reference server scenario that ran: 'c' for bench/reference/*.c, 'node' for bench/reference/*.mjs (competitors are not references). */
+const isReference = (s, runtime) => s.store === 'reference' && s.competitor === undefined && s.skipped === undefined && s.reference.endsWith('.mjs') === (runtime === 'node');
+const referenceLabel = (s) => s.competitor ?? `${s.reference.endsWith('.mjs') ? 'Node.js' : 'C'} reference, no rules`;
+
+/** `ratio` of someone's CPU as words: "1/80 of its" or "1.3x its". */
+const cpuShare = (ratio) => (ratio < 1 ? `1/${f(1 / ratio)} of its` : `${f(ratio, 1)}x its`);
+
+/** How the target scenario compares with each competitor that ran: throughput ratio and CPU per unit. */
+function versusCompetitors(scenarios, target, unit, perUnit) {
+  const lines = [];
+  for (const c of scenarios.filter((s) => s.competitor !== undefined && s.skipped === undefined)) {
+    const vs =
+      target === undefined
+        ? ''
+        : ` ${target.name} does ${f(target.median.throughput / c.median.throughput, 1)}x its ${unit}, with ${cpuShare(target.median.cpuUsPerUnit / c.median.cpuUsPerUnit)} CPU per ${perUnit}.`;
+    lines.push(`Competitor: \`${c.name}\` is ${c.about}, driven by the same generator on the same machine: ${f(c.median.throughput)} ${unit} (p99 ${ms(c.median.p99)} ms) at ${f(c.median.cpuUsPerUnit, 1)} µs of CPU per ${perUnit}, the CPU and peak RSS of all its processes counted.${vs}`);
+    lines.push('');
+  }
+  return lines;
+}
 
 /** What the target scenario spends per unit beyond the Node.js floor: Levee's own work. */
 function ownWork(target, floor, unit) {
@@ -84,7 +101,7 @@ export function renderResults(results, file) {
     for (const s of policy) {
       const x = s.median;
       if (s.skipped !== undefined) {
-        lines.push(`| ${s.name} | ${s.store} | ${s.connections} | ${s.distinct} | | not run: ${s.skipped} | | | | | | | |`);
+        lines.push(`| ${s.name} | ${s.store === 'reference' ? referenceLabel(s) : s.store} | ${s.connections} | ${s.distinct} | | not run: ${s.skipped} | | | | | | | |`);
         continue;
       }
       lines.push(`| ${s.name} | ${s.store === 'reference' ? referenceLabel(s) : (s.store ?? 'memory')} | ${s.connections} | ${s.distinct} | ${s.store === 'reference' ? 'none' : (s.logLevel ?? 'warn')} | ${f(x.throughput)} | ${ms(x.p50)} | ${ms(x.p99)} | ${ms(x.p999)} | ${s.totalErrors} | ${f(x.cpuUsPerUnit, 1)} | ${f(x.daemonCpuShare * 100)}% | ${f(x.peakRssMiB)} |`);
@@ -102,6 +119,7 @@ export function renderResults(results, file) {
       lines.push(`Node.js floor: \`reference-node-dunno-c8\` does the same on Node's net module (bench/reference/dunno-server.mjs): ${f(nodeFloor.median.throughput)} req/s at ${f(nodeFloor.median.cpuUsPerUnit, 1)} µs of CPU per request, what Node's sockets cost any Node.js daemon.${ownWork(target, nodeFloor, 'request')}`);
       lines.push('');
     }
+    lines.push(...versusCompetitors(policy, target, 'req/s', 'request'));
     const redis = policy.filter((s) => s.store === 'redis');
     if (redis.length > 0) {
       lines.push('Redis store runs: a private redis-server on loopback per run (no persistence), `timeout: 250ms` (the default 25ms opens the breaker on a shared 2-core machine, see docs/benchmarks.md); "counted locally" = requests answered from local counts because Redis missed the deadline or failed (`levee_counter_backend_errors_total`), which must be ~0 for the figure to be a Redis figure.');
@@ -130,7 +148,7 @@ export function renderResults(results, file) {
     for (const s of milter) {
       const x = s.median;
       if (s.skipped !== undefined) {
-        lines.push(`| ${s.name} | ${s.mode}, ${s.connections} | ${s.distinct} | | not run: ${s.skipped} | | | | | | | | | |`);
+        lines.push(`| ${s.name} | ${s.mode}, ${s.connections} | ${s.distinct} | ${s.store === 'reference' ? referenceLabel(s) : ''} | not run: ${s.skipped} | | | | | | | | | |`);
         continue;
       }
       const log = s.store === 'reference' ? referenceLabel(s) : (s.logLevel ?? 'warn');
@@ -149,6 +167,7 @@ export function renderResults(results, file) {
       lines.push(`Node.js floor: \`reference-node-milter-c8\` does the same on Node's net module (bench/reference/noop-milter.mjs): ${f(nodeFloor.median.throughput)} msg/s at ${f(nodeFloor.median.cpuUsPerUnit, 1)} µs of CPU per message, what Node's sockets cost any Node.js milter.${ownWork(target, nodeFloor, 'message')}`);
       lines.push('');
     }
+    lines.push(...versusCompetitors(milter, target, 'msg/s', 'message'));
     lines.push('Message latency runs from sending CONNECT to the end-of-message reply (per-message mode: from the TCP connect, OPTNEG included).');
     lines.push('');
   }

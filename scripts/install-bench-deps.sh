@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Installs what `pnpm bench` measures Levee against, from Debian's packages:
+#   postfwd        the Perl rate-limiting policy daemon (postfwd2), the
+#                  competitor of the policy scenarios (bench/config/postfwd.cf);
+#   libmilter-dev  Sendmail's libmilter, to build the no-op libmilter milter
+#                  (bench/reference/libmilter-noop.c);
+#   gcc            builds that and the C reference servers;
+# and redis-server for the Redis store scenarios (scripts/install-redis-test-deps.sh).
+#
+# Idempotent and non-interactive: when everything is present it only checks and
+# exits (no apt-get update). The benchmark never uses a system postfwd: it starts
+# its own on a free loopback port and stops it by PID. Debian's postfwd package
+# does not start one (STARTUP=0 in /etc/default/postfwd); policy-rc.d keeps any
+# maintainer script from starting a daemon all the same.
+set -euo pipefail
+exec </dev/null
+
+log() { printf 'install-bench-deps: %s\n' "$*"; }
+
+# package -> a file that proves it is installed and usable
+declare -A need=(
+  [postfwd]=/usr/sbin/postfwd2
+  [libmilter-dev]=/usr/include/libmilter/mfapi.h
+  [gcc]=/usr/bin/gcc
+)
+
+SUDO=()
+if [ "$(id -u)" != 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO=(sudo -n); else
+    log "not root and no sudo: cannot install packages"; fi
+fi
+
+pkg_installed() {
+  [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]
+}
+
+missing=()
+for pkg in "${!need[@]}"; do
+  if pkg_installed "$pkg" && [ -e "${need[$pkg]}" ]; then
+    log "$pkg: already installed (${need[$pkg]})"
+  else
+    missing+=("$pkg")
+  fi
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "missing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  created_policy_rc=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee /usr/sbin/policy-rc.d >/dev/null
+    "${SUDO[@]}" chmod 755 /usr/sbin/policy-rc.d
+    created_policy_rc=1
+  fi
+  trap 'if [ -n "${created_policy_rc:-}" ]; then "${SUDO[@]}" rm -f /usr/sbin/policy-rc.d; fi' EXIT
+  log "apt-get update"
+  "${SUDO[@]}" apt-get update -q
+  log "apt-get install ${missing[*]}"
+  "${SUDO[@]}" apt-get install -y -q --no-install-recommends \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}"
+fi
+
+bash "$(dirname "$0")/install-redis-test-deps.sh"
