@@ -8,8 +8,8 @@ const ms = (v) => (Number.isFinite(v) ? v.toFixed(3) : 'n/a');
 const isReference = (s, runtime) => s.store === 'reference' && s.competitor === undefined && s.skipped === undefined && s.reference.endsWith('.mjs') === (runtime === 'node');
 const referenceLabel = (s) => s.competitor ?? `${s.reference.endsWith('.mjs') ? 'Node.js' : 'C'} reference, no rules`;
 
-/** `ratio` of someone's CPU as words: "1/80 of its" or "1.3x its". */
-const cpuShare = (ratio) => (ratio < 1 ? `1/${f(1 / ratio)} of its` : `${f(ratio, 1)}x its`);
+/** `ratio` of someone's CPU as words: "1/80 of its" or "0.95x its". */
+const cpuShare = (ratio) => (ratio < 0.5 ? `1/${f(1 / ratio)} of its` : `${f(ratio, 2)}x its`);
 
 /** How the target scenario compares with each competitor that ran: throughput ratio and CPU per unit. */
 function versusCompetitors(scenarios, target, unit, perUnit) {
