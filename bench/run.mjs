@@ -524,8 +524,9 @@ function runNode(script, args, deadlineMs) {
 }
 
 // ---- one scenario ------------------------------------------------------------
-/** How to start a scenario's reference server, or { skipped } (undefined for Levee's own scenarios). */
+/** How to start a scenario's reference server, or { skipped } when what it needs is missing (undefined for Levee's own scenarios). */
 function serverOf(s) {
+  if (s.store === 'redis' && !existsSync(REDIS_SERVER)) return { skipped: `${REDIS_SERVER} is missing (scripts/install-bench-deps.sh)` };
   return s.store === 'reference' ? referenceServerCommand(s.reference) : undefined;
 }
 
