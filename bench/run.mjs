@@ -43,10 +43,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { descendants, median, memoryKiB, processStart, sleep } from './lib/common.mjs';
+import { CLI, configText, freePort, ROOT, waitForPort } from './lib/daemon-config.mjs';
 import { renderResults } from './lib/report.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = path.join(ROOT, 'packages/policy-daemon/dist/cli.js');
 
 const { values: opt } = parseArgs({
   options: {
@@ -138,37 +137,6 @@ const SCENARIOS = [
 const REDIS_SERVER = '/usr/bin/redis-server';
 
 // ---- daemon lifecycle --------------------------------------------------------
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function configText({ policyPort, milterPort, metricsPort, maxKeys, logLevel, milterRules, redisUrl }) {
-  let base = readFileSync(path.join(ROOT, 'bench/config/base.yaml'), 'utf8')
-    .replace('@POLICY_PORT@', String(policyPort))
-    .replace('@MILTER_PORT@', String(milterPort))
-    .replace('@METRICS_PORT@', String(metricsPort))
-    .replace('@MAX_KEYS@', String(maxKeys))
-    .replace('@LOG_LEVEL@', logLevel);
-  if (redisUrl !== undefined) {
-    // A 250ms deadline instead of the default 25ms: on 2 cores shared by the daemon, the load
-    // generator, redis-server (and, often, other work) a scheduling stall passes 25ms now and
-    // then, the breaker opens and the run would measure the local counters instead. The
-    // "counted locally" column shows whether any request missed Redis all the same.
-    base = base.replace('  backend: memory\n', `  backend: redis\n  redis:\n    url: "${redisUrl}"\n    key_prefix: "levee-bench:"\n    timeout: 250ms\n`);
-    if (!base.includes('backend: redis')) throw new Error('bench/config/base.yaml: no "  backend: memory" line to replace');
-  }
-  const rules = readFileSync(path.join(ROOT, 'bench/config/rules-common.yaml'), 'utf8');
-  const extra = milterRules ? readFileSync(path.join(ROOT, 'bench/config/milter-extra.yaml'), 'utf8') : '';
-  return base + rules + extra;
-}
-
 const tmpDir = path.join(os.tmpdir(), `levee-bench-${process.pid}`);
 
 // Generated configs, compiled reference servers and redis-server's directory: removed at exit, however the runner ends.
@@ -214,24 +182,6 @@ async function waitForQuiet(limit = 0.15, maxWaitMs = Number(opt['quiet-wait']) 
 }
 mkdirSync(tmpDir, { recursive: true });
 
-function waitForPort(port, deadlineMs) {
-  const until = Date.now() + deadlineMs;
-  return new Promise((resolve, reject) => {
-    const attempt = () => {
-      const s = net.connect({ host: '127.0.0.1', port });
-      s.once('connect', () => {
-        s.destroy();
-        resolve();
-      });
-      s.once('error', () => {
-        s.destroy();
-        if (Date.now() > until) reject(new Error(`daemon did not listen on ${port} within ${deadlineMs} ms`));
-        else setTimeout(attempt, 50);
-      });
-    };
-    attempt();
-  });
-}
 
 /**
  * Spawn a server that listens on `port`, wait until it accepts connections

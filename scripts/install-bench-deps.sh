@@ -5,6 +5,7 @@
 #   libmilter-dev  Sendmail's libmilter, to build the no-op libmilter milter
 #                  (bench/reference/libmilter-noop.c);
 #   gcc            builds that and the C reference servers;
+#   valgrind       counts instructions per request (bench/instructions.mjs);
 # and redis-server for the Redis store scenarios (scripts/install-redis-test-deps.sh).
 #
 # Idempotent and non-interactive: when everything is present it only checks and
@@ -22,6 +23,7 @@ declare -A need=(
   [postfwd]=/usr/sbin/postfwd2
   [libmilter-dev]=/usr/include/libmilter/mfapi.h
   [gcc]=/usr/bin/gcc
+  [valgrind]=/usr/bin/valgrind
 )
 
 SUDO=()

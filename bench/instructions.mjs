@@ -1,0 +1,160 @@
+#!/usr/bin/env node
+// Instructions per policy request and per milter message, counted by
+// valgrind's callgrind on the server's main thread: a figure that, unlike
+// requests/s on a shared 2-core host, does not move with what else the machine
+// is doing, so a change to the hot path can be compared with the one before it
+// (docs/benchmarks.md, "Instruction counts").
+//
+//   node bench/instructions.mjs [--only policy,milter] [--requests N] [--messages N] [--json]
+//
+// For Levee (the benchmark's config and rules) and for the Node.js floor
+// (bench/reference/dunno-server.mjs, noop-milter.mjs), each protocol: the
+// server runs under callgrind twice, driven by the benchmark's generators with
+// N and then 3N requests (messages); instructions per unit = (I(3N) - I(N)) / 2N,
+// so start-up, warm-up and shutdown cancel out. Levee's own work = Levee - floor.
+// Only the main thread is counted: the others are V8's compiler and GC helpers,
+// whose share follows the JIT's timing, not the requests.
+//
+// Needs valgrind (Debian package valgrind; scripts/install-bench-deps.sh).
+// Slow by design (valgrind runs Node ~50x slower): ~10 min with the defaults.
+// Everything is bounded: each server by a SIGTERM then SIGKILL deadline, each
+// load by its request count and a deadline.
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { CLI, configText, freePort, ROOT, waitForPort } from './lib/daemon-config.mjs';
+
+const { values: opt } = parseArgs({
+  options: {
+    only: { type: 'string', default: 'policy,milter' },
+    requests: { type: 'string', default: '20000' },
+    messages: { type: 'string', default: '2000' },
+    json: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+if (opt.help) {
+  const lines = readFileSync(new URL(import.meta.url), 'utf8').split('\n').slice(1);
+  process.stdout.write(`${lines.slice(0, lines.findIndex((l) => !l.startsWith('//'))).map((l) => l.replace(/^\/\/ ?/, '')).join('\n')}\n`);
+  process.exit(0);
+}
+const VALGRIND = '/usr/bin/valgrind';
+try {
+  execFileSync(VALGRIND, ['--version'], { stdio: 'ignore' });
+} catch {
+  process.stderr.write(`${VALGRIND} is missing: scripts/install-bench-deps.sh installs it\n`);
+  process.exit(1);
+}
+
+const tmpDir = mkdtempSync(path.join(os.tmpdir(), 'levee-instructions-'));
+const running = new Set();
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+  rmSync(tmpDir, { recursive: true, force: true });
+});
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => process.exit(130));
+
+/** Main-thread instructions of `command` run under callgrind while `drive(port)` loads it. */
+async function countInstructions(label, serverArgs, port, drive) {
+  const out = path.join(tmpDir, `${label}.%p`);
+  const child = spawn(VALGRIND, ['--tool=callgrind', '--separate-threads=yes', `--callgrind-out-file=${out}`, process.execPath, ...serverArgs], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  running.add(child);
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  try {
+    await Promise.race([waitForPort(port, 120_000), exited.then((e) => Promise.reject(new Error(`${label} exited ${JSON.stringify(e)}: ${stderr}`)))]);
+    await drive(port);
+  } finally {
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    await exited;
+    clearTimeout(timer);
+    running.delete(child);
+  }
+  // callgrind writes <out>-01 for the main thread (with --separate-threads), one file per thread.
+  const prefix = `${label}.${child.pid}-01`;
+  const file = readdirSync(tmpDir).find((f) => f === prefix);
+  if (file === undefined) throw new Error(`${label}: no callgrind output for the main thread (${stderr})`);
+  const totals = /^totals: (\d+)/m.exec(readFileSync(path.join(tmpDir, file), 'utf8'));
+  if (totals === null) throw new Error(`${label}: no totals line in ${file}`);
+  return Number(totals[1]);
+}
+
+/** Run a load generator to completion; its JSON result (errors must be 0: a count over failed requests means nothing). */
+function load(script, args) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(ROOT, 'bench', script), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    running.add(child);
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30 * 60_000);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      running.delete(child);
+      if (code !== 0) return reject(new Error(`${script} exited ${code}: ${err}`));
+      const result = JSON.parse(out.trim().split('\n').pop());
+      if (result.errors !== 0) return reject(new Error(`${script}: ${result.errors} errors ${JSON.stringify(result.errorKinds)}`));
+      resolve(result);
+    });
+  });
+}
+
+const drivers = {
+  policy: (count) => (port) =>
+    load('policy-load.mjs', ['--port', String(port), '--connections', '8', '--distinct', '1M', '--warmup', '0', '--duration', '1800', '--max-requests', String(count)]),
+  milter: (count) => (port) =>
+    load('milter-load.mjs', ['--port', String(port), '--mode', 'persistent', '--connections', '8', '--distinct', '1M', '--warmup', '0', '--duration', '1800', '--max-messages', String(count)]),
+};
+
+/** The two servers of a protocol: Levee with the benchmark's config, and the Node.js floor. */
+async function servers(kind) {
+  const levee = async (label) => {
+    const ports = { policyPort: await freePort(), milterPort: await freePort(), metricsPort: await freePort() };
+    const file = path.join(tmpDir, `${label}.yaml`);
+    writeFileSync(file, configText({ ...ports, maxKeys: 1_000_000, logLevel: 'warn', milterRules: kind === 'milter' }));
+    return { args: [CLI, 'run', '--config', file, '--log-level', 'warn'], port: kind === 'policy' ? ports.policyPort : ports.milterPort };
+  };
+  const floor = async () => {
+    const port = await freePort();
+    return { args: [path.join(ROOT, 'bench/reference', kind === 'policy' ? 'dunno-server.mjs' : 'noop-milter.mjs'), String(port)], port };
+  };
+  return [
+    ['levee', levee],
+    ['node-floor', floor],
+  ];
+}
+
+const results = [];
+for (const kind of opt.only.split(',')) {
+  if (!(kind in drivers)) throw new Error(`--only: unknown part ${kind} (policy, milter)`);
+  const n = Number(kind === 'policy' ? opt.requests : opt.messages);
+  const unit = kind === 'policy' ? 'request' : 'message';
+  const row = { kind, unit, n };
+  for (const [name, make] of await servers(kind)) {
+    const counts = [];
+    for (const count of [n, 3 * n]) {
+      const label = `${kind}-${name}-${count}`;
+      const server = await make(label);
+      process.stderr.write(`  ${label}: ${count} ${unit}s under callgrind\n`);
+      counts.push(await countInstructions(label, server.args, server.port, drivers[kind](count)));
+    }
+    row[name] = Math.round((counts[1] - counts[0]) / (2 * n));
+  }
+  row.own = row.levee - row['node-floor'];
+  results.push(row);
+}
+
+if (opt.json) process.stdout.write(`${JSON.stringify({ node: process.version, results }, null, 2)}\n`);
+else {
+  const f = (v) => v.toLocaleString('en-US');
+  process.stdout.write(`Main-thread instructions per unit (callgrind; runs of N and 3N, the difference over 2N), ${process.version}\n\n`);
+  process.stdout.write('| protocol | N | Levee | Node.js floor | Levee\'s own work |\n|---|---|---|---|---|\n');
+  for (const r of results) process.stdout.write(`| ${r.kind} (per ${r.unit}) | ${f(r.n)} | ${f(r.levee)} | ${f(r['node-floor'])} | ${f(r.own)} |\n`);
+}
