@@ -26,15 +26,7 @@ declare -A need=(
   [valgrind]=/usr/bin/valgrind
 )
 
-SUDO=()
-if [ "$(id -u)" != 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then SUDO=(sudo -n); else
-    log "not root and no sudo: cannot install packages"; fi
-fi
-
-pkg_installed() {
-  [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]
-}
+. "$(dirname "$0")/lib/debian-packages.sh"
 
 missing=()
 for pkg in "${!need[@]}"; do
@@ -47,19 +39,7 @@ done
 
 if [ "${#missing[@]}" -gt 0 ]; then
   log "missing: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  created_policy_rc=
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee /usr/sbin/policy-rc.d >/dev/null
-    "${SUDO[@]}" chmod 755 /usr/sbin/policy-rc.d
-    created_policy_rc=1
-  fi
-  trap 'if [ -n "${created_policy_rc:-}" ]; then "${SUDO[@]}" rm -f /usr/sbin/policy-rc.d; fi' EXIT
-  log "apt-get update"
-  "${SUDO[@]}" apt-get update -q
-  log "apt-get install ${missing[*]}"
-  "${SUDO[@]}" apt-get install -y -q --no-install-recommends \
-    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}"
+  install_packages "${missing[@]}"
 fi
 
 bash "$(dirname "$0")/install-redis-test-deps.sh"

@@ -15,15 +15,7 @@ log() { printf 'install-redis-test-deps: %s\n' "$*"; }
 
 SERVER=/usr/bin/redis-server
 
-SUDO=()
-if [ "$(id -u)" != 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then SUDO=(sudo -n); else
-    log "not root and no sudo: cannot install packages"; fi
-fi
-
-pkg_installed() {
-  [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]
-}
+. "$(dirname "$0")/lib/debian-packages.sh"
 
 stop_system_redis() {
   local pidfile pid
@@ -44,21 +36,7 @@ if pkg_installed redis-server && [ -x "$SERVER" ]; then
   log "redis-server: already installed ($SERVER)"
 else
   log "missing: redis-server"
-  export DEBIAN_FRONTEND=noninteractive
-  # Keep maintainer scripts from starting a system Redis (invoke-rc.d honours
-  # policy-rc.d). Removed again afterwards if we created it.
-  created_policy_rc=
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee /usr/sbin/policy-rc.d >/dev/null
-    "${SUDO[@]}" chmod 755 /usr/sbin/policy-rc.d
-    created_policy_rc=1
-  fi
-  trap 'if [ -n "${created_policy_rc:-}" ]; then "${SUDO[@]}" rm -f /usr/sbin/policy-rc.d; fi' EXIT
-  log "apt-get update"
-  "${SUDO[@]}" apt-get update -q
-  log "apt-get install redis-server"
-  "${SUDO[@]}" apt-get install -y -q --no-install-recommends \
-    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold redis-server
+  install_packages redis-server
 fi
 
 stop_system_redis
