@@ -28,15 +28,7 @@ declare -A need=(
 
 . "$(dirname "$0")/lib/debian-packages.sh"
 
-missing=()
-for pkg in "${!need[@]}"; do
-  if pkg_installed "$pkg" && [ -e "${need[$pkg]}" ]; then
-    log "$pkg: already installed (${need[$pkg]})"
-  else
-    missing+=("$pkg")
-  fi
-done
-
+find_missing
 if [ "${#missing[@]}" -gt 0 ]; then
   log "missing: ${missing[*]}"
   install_packages "${missing[@]}"

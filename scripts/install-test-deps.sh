@@ -30,24 +30,8 @@ declare -A need=(
   [libsasl2-modules-db]=/usr/share/doc/libsasl2-modules-db/copyright
 )
 
-SUDO=()
-if [ "$(id -u)" != 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then SUDO=(sudo -n); else
-    log "not root and no sudo: cannot install packages"; fi
-fi
-
-pkg_installed() {
-  [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]
-}
-
-missing=()
-for pkg in "${!need[@]}"; do
-  if pkg_installed "$pkg" && [ -e "${need[$pkg]}" ]; then
-    log "$pkg: already installed (${need[$pkg]})"
-  else
-    missing+=("$pkg")
-  fi
-done
+. "$(dirname "$0")/lib/debian-packages.sh"
+find_missing
 
 stop_system_postfix() {
   # A system Postfix (from the package's postinst) would hold port 25; the tests
@@ -66,26 +50,12 @@ stop_system_postfix() {
 
 if [ "${#missing[@]}" -gt 0 ]; then
   log "missing: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
   log "preseeding debconf: postfix/main_mailer_type = No configuration"
   printf '%s\n' \
     'postfix postfix/main_mailer_type select No configuration' \
     'postfix postfix/mailname string postfix.test.invalid' |
     "${SUDO[@]}" debconf-set-selections
-  # Keep maintainer scripts from starting daemons (no systemd here, but
-  # invoke-rc.d honours policy-rc.d). Removed again afterwards if we created it.
-  created_policy_rc=
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee /usr/sbin/policy-rc.d >/dev/null
-    "${SUDO[@]}" chmod 755 /usr/sbin/policy-rc.d
-    created_policy_rc=1
-  fi
-  trap 'if [ -n "${created_policy_rc:-}" ]; then "${SUDO[@]}" rm -f /usr/sbin/policy-rc.d; fi' EXIT
-  log "apt-get update"
-  "${SUDO[@]}" apt-get update -q
-  log "apt-get install ${missing[*]}"
-  "${SUDO[@]}" apt-get install -y -q --no-install-recommends \
-    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}"
+  install_packages "${missing[@]}"
 fi
 
 stop_system_postfix

@@ -4,6 +4,10 @@
 #
 #   . "$(dirname "$0")/lib/debian-packages.sh"
 #   pkg_installed NAME            true when dpkg has NAME installed
+#   find_missing                  fills the array `missing` with the packages of the
+#                                 caller's associative array `need` (package -> a file
+#                                 that proves it installed and usable) that are not
+#                                 installed, and logs the ones that are
 #   install_packages NAME...      apt-get update, then apt-get install NAME...
 
 SUDO=()
@@ -14,6 +18,18 @@ fi
 
 pkg_installed() {
   [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]
+}
+
+find_missing() {
+  missing=()
+  local pkg
+  for pkg in "${!need[@]}"; do
+    if pkg_installed "$pkg" && [ -e "${need[$pkg]}" ]; then
+      log "$pkg: already installed (${need[$pkg]})"
+    else
+      missing+=("$pkg")
+    fi
+  done
 }
 
 install_packages() {
