@@ -233,8 +233,9 @@ const COMPETITORS = {
   postfwd2: {
     program: '/usr/sbin/postfwd2',
     install: 'postfwd',
+    rules: path.join(ROOT, 'bench/config/postfwd.cf'),
     args: (port, dir) => [
-      '--file', path.join(ROOT, 'bench/config/postfwd.cf'),
+      '--file', COMPETITORS.postfwd2.rules,
       '--interface', '127.0.0.1',
       '--port', String(port),
       '--pidfile', path.join(dir, 'postfwd2.pid'),
@@ -316,7 +317,7 @@ const sameProcess = (pid, start) => start !== undefined && processStart(pid) ===
 
 /**
  * A server that forks into the background (postfwd2): run its command, wait
- * for the port and its pid file, check that it answers as its rules say, and
+ * for its pid file and port, check that it answers as its rules say, and
  * stop it by the master's PID (SIGTERM, SIGKILL after 8 s), then any of the
  * master's descendants that outlived it.
  */
@@ -324,7 +325,6 @@ async function startDaemonizingServer(name, command, competitor, port) {
   const dir = mkdtempSync(path.join(tmpDir, `${name}-`));
   chmodSync(dir, 0o777); // its user writes the pid file and socket after dropping privileges
   execFileSync(command, competitor.args(port, dir), { stdio: ['ignore', 'ignore', 'pipe'], timeout: 10_000 });
-  await waitForPort(port, 10_000);
   let master;
   for (const until = Date.now() + 5000; master === undefined && Date.now() < until; await sleep(50)) {
     const text = existsSync(competitor.pidFile(dir)) ? readFileSync(competitor.pidFile(dir), 'utf8').trim() : '';
@@ -357,10 +357,13 @@ async function startDaemonizingServer(name, command, competitor, port) {
     children.delete(handle);
     daemonized.delete(handle);
   };
-  const answer = await policyAction(port, competitor.check.attributes);
-  if (answer !== competitor.check.action) {
+  try {
+    await waitForPort(port, 10_000);
+    const answer = await policyAction(port, competitor.check.attributes);
+    if (answer !== competitor.check.action) throw new Error(`${name} answered ${answer} where its rules say ${competitor.check.action}: did it load ${competitor.rules}?`);
+  } catch (error) {
     await stop();
-    throw new Error(`${name} answered ${answer} where its rules say ${competitor.check.action}: did it load ${competitor.args(port, dir)[1]}?`);
+    throw error;
   }
   return {
     policyPort: port,
