@@ -7,6 +7,8 @@
 //
 //   node bench/instructions.mjs [--only policy,milter] [--requests N] [--messages N] [--json]
 //
+// Writes bench/results/<date>-instructions.json (the figures, N, Node.js
+// version) and prints a table (or, with --json, that JSON).
 // For Levee (the benchmark's config and rules) and for the Node.js floor
 // (bench/reference/dunno-server.mjs, noop-milter.mjs), each protocol: the
 // server runs under callgrind twice, driven by the benchmark's generators with
@@ -20,7 +22,7 @@
 // Everything is bounded: each server by a SIGTERM then SIGKILL deadline, each
 // load by its request count and a deadline.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -131,6 +133,7 @@ async function servers(kind) {
   ];
 }
 
+const started = new Date();
 const results = [];
 for (const kind of opt.only.split(',')) {
   if (!(kind in drivers)) throw new Error(`--only: unknown part ${kind} (policy, milter)`);
@@ -151,7 +154,13 @@ for (const kind of opt.only.split(',')) {
   results.push(row);
 }
 
-if (opt.json) process.stdout.write(`${JSON.stringify({ node: process.version, results }, null, 2)}\n`);
+const report = { started: started.toISOString(), node: process.version, results };
+const stamp = started.toISOString().replace(/[:]/g, '-').replace(/\..*$/, '');
+const outFile = path.join(ROOT, 'bench/results', `${stamp}-instructions.json`);
+mkdirSync(path.dirname(outFile), { recursive: true });
+writeFileSync(outFile, `${JSON.stringify(report, null, 2)}\n`);
+process.stderr.write(`results: ${path.relative(ROOT, outFile)}\n`);
+if (opt.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
 else {
   const f = (v) => v.toLocaleString('en-US');
   process.stdout.write(`Main-thread instructions per unit (callgrind; runs of N and 3N, the difference over 2N), ${process.version}\n\n`);
