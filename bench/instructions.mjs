@@ -18,15 +18,15 @@
 // whose share follows the JIT's timing, not the requests.
 //
 // Needs valgrind (Debian package valgrind; scripts/install-bench-deps.sh).
-// Slow by design (valgrind runs Node ~50x slower): ~10 min with the defaults.
+// Slow by design (valgrind runs Node ~50x slower): ~13 min with the defaults.
 // Everything is bounded: each server by a SIGTERM then SIGKILL deadline, each
 // load by its request count and a deadline.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { CLI, configText, freePort, ROOT, waitForPort } from './lib/daemon-config.mjs';
+import { CLI, configText, freePort, printUsage, ROOT, runNode, waitForPort } from './lib/daemon-config.mjs';
 
 const { values: opt } = parseArgs({
   options: {
@@ -38,8 +38,7 @@ const { values: opt } = parseArgs({
   },
 });
 if (opt.help) {
-  const lines = readFileSync(new URL(import.meta.url), 'utf8').split('\n').slice(1);
-  process.stdout.write(`${lines.slice(0, lines.findIndex((l) => !l.startsWith('//'))).map((l) => l.replace(/^\/\/ ?/, '')).join('\n')}\n`);
+  printUsage(import.meta.url);
   process.exit(0);
 }
 const VALGRIND = '/usr/bin/valgrind';
@@ -79,33 +78,18 @@ async function countInstructions(label, serverArgs, port, drive) {
     running.delete(child);
   }
   // callgrind writes <out>-01 for the main thread (with --separate-threads), one file per thread.
-  const prefix = `${label}.${child.pid}-01`;
-  const file = readdirSync(tmpDir).find((f) => f === prefix);
-  if (file === undefined) throw new Error(`${label}: no callgrind output for the main thread (${stderr})`);
-  const totals = /^totals: (\d+)/m.exec(readFileSync(path.join(tmpDir, file), 'utf8'));
+  const file = path.join(tmpDir, `${label}.${child.pid}-01`);
+  if (!existsSync(file)) throw new Error(`${label}: no callgrind output for the main thread (${stderr})`);
+  const totals = /^totals: (\d+)/m.exec(readFileSync(file, 'utf8'));
   if (totals === null) throw new Error(`${label}: no totals line in ${file}`);
   return Number(totals[1]);
 }
 
 /** Run a load generator to completion; its JSON result (errors must be 0: a count over failed requests means nothing). */
-function load(script, args) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(ROOT, 'bench', script), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    running.add(child);
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30 * 60_000);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      running.delete(child);
-      if (code !== 0) return reject(new Error(`${script} exited ${code}: ${err}`));
-      const result = JSON.parse(out.trim().split('\n').pop());
-      if (result.errors !== 0) return reject(new Error(`${script}: ${result.errors} errors ${JSON.stringify(result.errorKinds)}`));
-      resolve(result);
-    });
-  });
+async function load(script, args) {
+  const result = await runNode(script, args, 30 * 60_000, running);
+  if (result.errors !== 0) throw new Error(`${script}: ${result.errors} errors ${JSON.stringify(result.errorKinds)}`);
+  return result;
 }
 
 const drivers = {
@@ -115,8 +99,8 @@ const drivers = {
     load('milter-load.mjs', ['--port', String(port), '--mode', 'persistent', '--connections', '8', '--distinct', '1M', '--warmup', '0', '--duration', '1800', '--max-messages', String(count)]),
 };
 
-/** The two servers of a protocol: Levee with the benchmark's config, and the Node.js floor. */
-async function servers(kind) {
+/** The two servers of a protocol, each made per run: Levee with the benchmark's config, and the Node.js floor. */
+function servers(kind) {
   const levee = async (label) => {
     const ports = { policyPort: await freePort(), milterPort: await freePort(), metricsPort: await freePort() };
     const file = path.join(tmpDir, `${label}.yaml`);
@@ -140,7 +124,7 @@ for (const kind of opt.only.split(',')) {
   const n = Number(kind === 'policy' ? opt.requests : opt.messages);
   const unit = kind === 'policy' ? 'request' : 'message';
   const row = { kind, unit, n };
-  for (const [name, make] of await servers(kind)) {
+  for (const [name, make] of servers(kind)) {
     const counts = [];
     for (const count of [n, 3 * n]) {
       const label = `${kind}-${name}-${count}`;

@@ -40,10 +40,9 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, wr
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { descendants, median, memoryKiB, processStart, sleep } from './lib/common.mjs';
-import { CLI, configText, freePort, ROOT, waitForPort } from './lib/daemon-config.mjs';
+import { CLI, configText, freePort, printUsage, ROOT, runNode, waitForPort } from './lib/daemon-config.mjs';
 import { renderResults } from './lib/report.mjs';
 
 
@@ -64,11 +63,7 @@ const { values: opt } = parseArgs({
   },
 });
 if (opt.help) {
-  // The usage is this file's header comment.
-  const lines = readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1);
-  const end = lines.findIndex((line) => !line.startsWith('//'));
-  const header = lines.slice(0, end === -1 ? lines.length : end);
-  process.stdout.write(`${header.map((line) => line.replace(/^\/\/ ?/, '')).join('\n')}\n`);
+  printUsage(import.meta.url);
   process.exit(0);
 }
 const runs = Number(opt.runs ?? (opt.quick ? 1 : 3));
@@ -452,30 +447,6 @@ async function startDaemon({ maxKeys = 1_000_000, logLevel = 'warn', milterRules
   };
 }
 
-function runNode(script, args, deadlineMs) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(ROOT, 'bench', script), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    children.add(child);
-    child.once('exit', () => children.delete(child));
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), deadlineMs);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      if (code !== 0) reject(new Error(`${script} exited ${code}: ${err}`));
-      else {
-        try {
-          resolve(JSON.parse(out.trim().split('\n').pop()));
-        } catch (error) {
-          reject(new Error(`${script}: bad output ${out.slice(0, 500)} ${err}`));
-        }
-      }
-    });
-  });
-}
-
 // ---- one scenario ------------------------------------------------------------
 /** How to start a scenario's reference server, or { skipped } when what it needs is missing (undefined for Levee's own scenarios). */
 function serverOf(s) {
@@ -498,8 +469,8 @@ async function runOnce(s, reference, r) {
       if (redis !== undefined) common.push('--other-pid', String(redis.pid));
       load =
         s.kind === 'policy'
-          ? await runNode('policy-load.mjs', ['--port', String(daemon.policyPort), ...common], (duration + warmup + 30) * 1000)
-          : await runNode('milter-load.mjs', ['--port', String(daemon.milterPort), '--mode', s.mode, ...common], (duration + warmup + 30) * 1000);
+          ? await runNode('policy-load.mjs', ['--port', String(daemon.policyPort), ...common], (duration + warmup + 30) * 1000, children)
+          : await runNode('milter-load.mjs', ['--port', String(daemon.milterPort), '--mode', s.mode, ...common], (duration + warmup + 30) * 1000, children);
       // Requests answered from local counts (timeout, error, breaker open): the Redis figures hold only if this is ~0.
       if (redis !== undefined) redisFallbacks = await daemon.metricSum('levee_counter_backend_errors_total');
     } finally {
@@ -551,6 +522,7 @@ async function memoryScenario(name, { maxKeys, distinct, requests }) {
       'policy-load.mjs',
       ['--port', String(daemon.policyPort), '--connections', '8', '--warmup', '0', '--duration', '300', '--distinct', distinct, '--max-requests', String(requests), '--pid', String(daemon.pid)],
       360_000,
+      children,
     );
     var keys = await daemon.metric('levee_counter_keys');
   } finally {
@@ -615,7 +587,7 @@ if (only.has('memory') && opt.scenario === undefined) {
 }
 if (only.has('micro') && opt.scenario === undefined) {
   process.stderr.write('micro-benchmarks\n');
-  results.micro = await runNode('micro.bench.mjs', ['--json', ...(opt.quick ? ['--quick'] : [])], 600_000);
+  results.micro = await runNode('micro.bench.mjs', ['--json', ...(opt.quick ? ['--quick'] : [])], 600_000, children);
 }
 
 mkdirSync(path.join(ROOT, 'bench/results'), { recursive: true });

@@ -58,14 +58,15 @@ export function processStart(pid) {
  * such as Levee's daemon, that is its own utime + stime.
  */
 export function cpuSeconds(pid) {
+  const ticks = (fields) => Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
   const own = statFields(pid);
   if (own === undefined) throw new Error(`process ${pid} is gone`);
-  let ticks = Number(own[11]) + Number(own[12]) + Number(own[13]) + Number(own[14]);
+  let total = ticks(own);
   for (const child of descendants(pid)) {
     const fields = statFields(child);
-    if (fields !== undefined) ticks += Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
+    if (fields !== undefined) total += ticks(fields);
   }
-  return ticks / CLK_TCK;
+  return total / CLK_TCK;
 }
 
 /** { rssKiB, hwmKiB } of process `pid` from /proc/PID/status (VmRSS, VmHWM). */

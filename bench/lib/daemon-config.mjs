@@ -1,6 +1,8 @@
-// Starting a daemon for the benchmarks: free loopback ports, the generated
-// Levee configuration (bench/config/*.yaml), waiting for a listener. Shared by
-// bench/run.mjs and bench/instructions.mjs.
+// What bench/run.mjs and bench/instructions.mjs share to start and drive a
+// daemon: free loopback ports, the generated Levee configuration
+// (bench/config/*.yaml), waiting for a listener, running a load generator,
+// and a script's usage from its header comment.
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -61,4 +63,41 @@ export function waitForPort(port, deadlineMs) {
     };
     attempt();
   });
+}
+
+/**
+ * Run bench/`script` with this Node.js to completion, killed after
+ * `deadlineMs`; its last stdout line parsed as JSON. `tracked` holds the
+ * child while it runs, so an interrupted caller can end it.
+ */
+export function runNode(script, args, deadlineMs, tracked) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(ROOT, 'bench', script), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    tracked.add(child);
+    child.once('exit', () => tracked.delete(child));
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), deadlineMs);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      if (code !== 0) reject(new Error(`${script} exited ${code}: ${err}`));
+      else {
+        try {
+          resolve(JSON.parse(out.trim().split('\n').pop()));
+        } catch (error) {
+          reject(new Error(`${script}: bad output ${out.slice(0, 500)} ${err}`));
+        }
+      }
+    });
+  });
+}
+
+/** Print the usage of the script at `url`: its header comment (the // lines after the #! line). */
+export function printUsage(url) {
+  const lines = readFileSync(fileURLToPath(url), 'utf8').split('\n').slice(1);
+  const end = lines.findIndex((line) => !line.startsWith('//'));
+  const header = lines.slice(0, end === -1 ? lines.length : end);
+  process.stdout.write(`${header.map((line) => line.replace(/^\/\/ ?/, '')).join('\n')}\n`);
 }
