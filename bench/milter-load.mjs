@@ -20,7 +20,11 @@
 //
 //   node bench/milter-load.mjs --port 8891 [--mode persistent] [--connections 8]
 //        [--duration 10] [--warmup 2] [--distinct 1M] [--max-messages N] [--pid PID]
-//        [--client lean|project]
+//        [--other-pid PID] [--client lean|project]
+//
+// With --pid it reads the milter's CPU time (its whole process tree) over the
+// measured window and samples its RSS; with --other-pid, the CPU time of that
+// process too (redis-server).
 //
 // The command latency (commandLatencyMs) is per round trip: each command the
 // MTA waits for a reply to, from its write to the reply.
@@ -46,6 +50,7 @@ const { values: opt } = parseArgs({
     'max-messages': { type: 'string', default: '0' },
     'timeout-ms': { type: 'string', default: '5000' },
     pid: { type: 'string' },
+    'other-pid': { type: 'string' },
     client: { type: 'string', default: 'lean' },
   },
 });
@@ -59,6 +64,8 @@ const warmupMs = Number(opt.warmup) * 1000;
 const maxMessages = parseCount(opt['max-messages']) || Infinity;
 const timeoutMs = Number(opt['timeout-ms']);
 const pid = opt.pid === undefined ? undefined : Number(opt.pid);
+const otherPid = opt['other-pid'] === undefined ? undefined : Number(opt['other-pid']);
+let otherCpuStart = 0;
 const nextAddress = addressPicker(opt.distinct);
 
 // ---- the message: 10 headers, a 4096-byte multipart body with one attachment
@@ -107,6 +114,7 @@ function startMeasuring() {
   measureStart = performance.now();
   loadCpuStart = process.cpuUsage();
   if (pid !== undefined) cpuStart = cpuSeconds(pid);
+  if (otherPid !== undefined) otherCpuStart = cpuSeconds(otherPid);
 }
 
 function connect() {
@@ -410,6 +418,10 @@ const result = {
 if (pid !== undefined) {
   const cpu = cpuSeconds(pid) - cpuStart;
   Object.assign(result, { daemonCpuSeconds: cpu, daemonCpuUsPerMessage: (cpu / completed) * 1e6, daemonMemory: memoryKiB(pid), rssSamples });
+}
+if (otherPid !== undefined) {
+  const cpu = cpuSeconds(otherPid) - otherCpuStart;
+  Object.assign(result, { otherCpuSeconds: cpu, otherCpuUsPerMessage: (cpu / completed) * 1e6 });
 }
 process.stdout.write(`${JSON.stringify(result)}\n`);
 process.exit(0);

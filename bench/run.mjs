@@ -26,9 +26,12 @@
 // Debian by scripts/install-bench-deps.sh (`pnpm bench` runs it first; a
 // competitor that is missing is skipped, and the table says so): postfwd2,
 // the Perl rate-limiting policy daemon, with the benchmark's rules
-// (bench/config/postfwd.cf), and a no-op milter on Sendmail's libmilter
-// (bench/reference/libmilter-noop.c). CPU is counted over a server's whole
-// process tree, since postfwd2 answers from pre-forked children.
+// (bench/config/postfwd.cf); a no-op milter on Sendmail's libmilter
+// (bench/reference/libmilter-noop.c); and rspamd's milter with its ratelimit
+// and multimap modules doing the benchmark's rate limits and attachment and
+// subject checks (bench/config/rspamd/), its counters in a private
+// redis-server. CPU and RSS are counted over a server's whole process tree,
+// since postfwd2 answers from pre-forked children and rspamd from a worker.
 //
 // Before each run it waits (up to --quiet-wait s) until other processes use
 // under 15% of the machine, and records the busy share it saw.
@@ -36,11 +39,12 @@
 // Everything is bounded: each load run by --duration, each daemon by a
 // SIGTERM then SIGKILL deadline, the whole runner by the scenario list.
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { createMilterClient } from '../packages/milter-proto/dist/index.js';
 import { descendants, median, memoryKiB, processStart, sleep } from './lib/common.mjs';
 import { CLI, configText, freePort, printUsage, ROOT, runNode, waitForPort } from './lib/daemon-config.mjs';
 import { renderResults } from './lib/report.mjs';
@@ -96,6 +100,8 @@ const SCENARIOS = [
   // on); the report compares it with policy-c8-d1M (target: at least half).
   { name: 'policy-c8-d1M-redis', kind: 'policy', connections: 8, distinct: '1M', store: 'redis', target: 'redis' },
   { name: 'policy-c64-d1M-redis', kind: 'policy', connections: 64, distinct: '1M', store: 'redis' },
+  // The milter target's load with the counters in Redis: like for like with rspamd below, which keeps its counters there.
+  { name: 'milter-persistent-c8-d1M-redis', kind: 'milter', mode: 'persistent', connections: 8, distinct: '1M', store: 'redis' },
   // The reference point: a plain C epoll server answering DUNNO (bench/reference/dunno-server.c),
   // driven by the same generator on the same machine: the ceiling of this machine's loopback.
   { name: 'reference-c-dunno-c8', kind: 'policy', connections: 8, distinct: '1M', store: 'reference', reference: 'dunno-server' },
@@ -127,6 +133,20 @@ const SCENARIOS = [
     reference: 'libmilter-noop',
     competitor: 'libmilter no-op (C), no rules',
     about: "a milter on Sendmail's own libmilter that answers \"continue\" and does nothing else (bench/reference/libmilter-noop.c), with Levee's protocol flags",
+  },
+  {
+    name: 'competitor-rspamd-c8',
+    kind: 'milter',
+    mode: 'persistent',
+    connections: 8,
+    distinct: '1M',
+    store: 'reference',
+    reference: 'rspamd',
+    // Its counters live in a private redis-server, as Levee's do in milter-persistent-c8-d1M-redis.
+    redis: true,
+    competitor: 'rspamd (C + Lua), 3 rate limits in Redis, attachment and subject checks',
+    about:
+      "rspamd 3.4's milter (Debian's rspamd; its rspamd_proxy worker scanning in-process) with only its ratelimit module (the benchmark's 3 rate limits, counters in Redis) and multimap module (the executable-attachment and spam-subject checks) enabled (bench/config/rspamd/); it answers only at end of message (one round trip per message where Levee answers at every stage, ten)",
   },
 ];
 const REDIS_SERVER = '/usr/bin/redis-server';
@@ -183,22 +203,40 @@ mkdirSync(tmpDir, { recursive: true });
  * (or fail if it exits first), and return it with a stop(): SIGTERM, then
  * SIGKILL after `killAfterMs`, resolving with how it exited.
  */
-async function startServer(name, command, args, port, killAfterMs) {
+async function startServer(name, command, args, port, killAfterMs, { tree = false, startMs = 10_000 } = {}) {
   const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  children.add(child);
-  child.once('exit', () => children.delete(child));
+  // With tree, a SIGKILL (an interrupted runner, a server that will not stop) takes the
+  // server's descendants first: its workers would outlive it, orphaned.
+  const handle = {
+    kill(signal) {
+      if (tree && signal === 'SIGKILL') {
+        for (const pid of descendants(child.pid)) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // gone in between
+          }
+        }
+      }
+      child.kill(signal);
+    },
+  };
+  children.add(handle);
+  child.once('exit', () => children.delete(handle));
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr = (stderr + d).slice(-2000)));
   const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   try {
-    await Promise.race([waitForPort(port, 10_000), exited.then((e) => Promise.reject(new Error(`${name} exited ${JSON.stringify(e)}`)))]);
+    await Promise.race([waitForPort(port, startMs), exited.then((e) => Promise.reject(new Error(`${name} exited ${JSON.stringify(e)}: ${stderr}`)))]);
   } catch (error) {
-    child.kill('SIGKILL');
+    handle.kill('SIGKILL');
     throw error;
   }
   return {
     pid: child.pid,
     async stop() {
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+      handle.kill('SIGTERM');
+      const timer = setTimeout(() => handle.kill('SIGKILL'), killAfterMs);
       const how = await exited;
       clearTimeout(timer);
       return how;
@@ -216,13 +254,20 @@ async function startRedisServer() {
 }
 
 /**
- * Installed competitors, started as a postmaster would run them. postfwd2 has
- * no foreground server mode: it forks into the background and writes its
- * master's PID to --pidfile (its cache daemon and pre-forking policy server
- * are that master's descendants). Its --file must be absolute (it chdirs to /
- * first); the pid file and cache socket are made after it drops privileges,
- * hence a directory of its own that its user can write; the --summary and
- * --cache options are Debian's defaults (/etc/default/postfwd).
+ * Installed competitors, started as a postmaster would run them, each in a
+ * directory of its own that its unprivileged user can write. verify(port)
+ * throws unless the server answers as its rules say (were they loaded?).
+ *
+ * postfwd2 has no foreground server mode: it forks into the background and
+ * writes its master's PID to --pidfile (its cache daemon and pre-forking
+ * policy server are that master's descendants). Its --file must be absolute
+ * (it chdirs to / first); the pid file and cache socket are made after it
+ * drops privileges; the --summary and --cache options are Debian's defaults
+ * (/etc/default/postfwd).
+ *
+ * rspamd runs in the foreground (-f) with its milter worker as its child;
+ * prepare() writes its configuration (bench/config/rspamd/, with the run's
+ * directory, port and redis-server filled in) to the run's directory.
  */
 const COMPETITORS = {
   postfwd2: {
@@ -240,7 +285,31 @@ const COMPETITORS = {
     ],
     pidFile: (dir) => path.join(dir, 'postfwd2.pid'),
     // The rules are loaded when the backup MX is let through (OK) rather than DUNNO for everyone.
-    check: { attributes: { client_address: '198.51.100.7' }, action: 'OK' },
+    async verify(port) {
+      const answer = await policyAction(port, { client_address: '198.51.100.7' });
+      if (answer !== 'OK') throw new Error(`postfwd2 answered ${answer} where its rules say OK: did it load ${COMPETITORS.postfwd2.rules}?`);
+    },
+  },
+  rspamd: {
+    program: '/usr/bin/rspamd',
+    install: 'rspamd',
+    rules: path.join(ROOT, 'bench/config/rspamd'),
+    needsRedis: true,
+    prepare(dir, port, redisUrl) {
+      const redis = new URL(redisUrl);
+      for (const file of readdirSync(COMPETITORS.rspamd.rules)) {
+        const text = readFileSync(path.join(COMPETITORS.rspamd.rules, file), 'utf8');
+        writeFileSync(path.join(dir, file), text.replaceAll('@DIR@', dir).replaceAll('@PORT@', String(port)).replaceAll('@REDIS@', `${redis.hostname}:${redis.port}`));
+      }
+    },
+    // It will not run its workers as root: -u/-g when root, as its Debian service does with _rspamd.
+    args: (port, dir) => ['-f', '-c', path.join(dir, 'rspamd.conf'), ...(process.getuid() === 0 ? ['-u', 'nobody', '-g', 'nogroup'] : [])],
+    // Its multimap rules are loaded when a message with an .exe attachment is refused at end of message.
+    async verify(port) {
+      const reply = await milterEomReply(port, 'invoice.exe');
+      const refused = reply.type === 'REJECT' || (reply.type === 'REPLYCODE' && reply.text.startsWith('5'));
+      if (!refused) throw new Error(`rspamd answered ${JSON.stringify(reply)} to an .exe attachment where its rules say reject: did it load ${COMPETITORS.rspamd.rules}?`);
+    },
   },
 };
 
@@ -265,6 +334,7 @@ function referenceServerCommand(name) {
   const competitor = COMPETITORS[name];
   if (competitor !== undefined) {
     if (!existsSync(competitor.program)) return { skipped: `${competitor.program} is missing (Debian package ${competitor.install}: scripts/install-bench-deps.sh)` };
+    if (competitor.needsRedis && !existsSync(REDIS_SERVER)) return { skipped: `${REDIS_SERVER} is missing (scripts/install-bench-deps.sh)` };
     return { command: competitor.program, args: competitor.args, competitor };
   }
   const binary = referenceServerBinary(name);
@@ -292,9 +362,10 @@ function referenceServerBinary(name) {
 }
 
 /** A reference server on a free loopback port, shaped like startDaemon's result (the same port for both protocols). */
-async function startReferenceServer(name, { command, args, competitor }) {
+async function startReferenceServer(name, { command, args, competitor }, redisUrl) {
   const port = await freePort();
   if (competitor?.pidFile !== undefined) return startDaemonizingServer(name, command, competitor, port);
+  if (competitor !== undefined) return startForegroundCompetitor(name, command, competitor, port, redisUrl);
   const server = await startServer(name, command, args(port), port, 8000);
   return {
     policyPort: port,
@@ -302,6 +373,35 @@ async function startReferenceServer(name, { command, args, competitor }) {
     pid: server.pid,
     async stop() {
       const mem = memoryKiB(server.pid);
+      return { ...mem, exit: await server.stop(), stderr: '' };
+    },
+  };
+}
+
+/**
+ * A competitor that stays in the foreground with workers of its own (rspamd):
+ * started in a directory its user can write, checked with verify(), stopped
+ * by its PID; its CPU and RSS are those of all its processes.
+ */
+async function startForegroundCompetitor(name, command, competitor, port, redisUrl) {
+  const dir = mkdtempSync(path.join(tmpDir, `${name}-`));
+  chmodSync(dir, 0o777);
+  competitor.prepare?.(dir, port, redisUrl);
+  // rspamd compiles its maps and URL tables before it forks its worker: give it 20 s, then 20 s to stop (it waits 16 s for its worker).
+  const server = await startServer(name, command, competitor.args(port, dir), port, 20_000, { tree: true, startMs: 20_000 });
+  try {
+    await competitor.verify(port);
+  } catch (error) {
+    await server.stop();
+    throw error;
+  }
+  return {
+    policyPort: port,
+    milterPort: port,
+    pid: server.pid,
+    async stop() {
+      // Its RSS summed over its processes (the pages they share are counted in each).
+      const mem = [server.pid, ...descendants(server.pid)].map(memoryKiB).reduce((a, b) => ({ rssKiB: a.rssKiB + b.rssKiB, hwmKiB: a.hwmKiB + b.hwmKiB }));
       return { ...mem, exit: await server.stop(), stderr: '' };
     },
   };
@@ -354,8 +454,7 @@ async function startDaemonizingServer(name, command, competitor, port) {
   };
   try {
     await waitForPort(port, 10_000);
-    const answer = await policyAction(port, competitor.check.attributes);
-    if (answer !== competitor.check.action) throw new Error(`${name} answered ${answer} where its rules say ${competitor.check.action}: did it load ${competitor.rules}?`);
+    await competitor.verify(port);
   } catch (error) {
     await stop();
     throw error;
@@ -371,6 +470,35 @@ async function startDaemonizingServer(name, command, competitor, port) {
       return { ...mem, exit: { code: 0, signal: null }, stderr: '' };
     },
   };
+}
+
+/**
+ * The end-of-message reply of a milter to one message (the project's client,
+ * every command with a 5 s deadline) whose attachment is named `filename`.
+ */
+async function milterEomReply(port, filename) {
+  const socket = net.connect({ host: '127.0.0.1', port });
+  await new Promise((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  const client = createMilterClient(socket, { timeoutMs: 5000 });
+  try {
+    await client.negotiate();
+    await client.connect({ hostname: '[192.0.2.25]', family: '4', port: 41000, address: '192.0.2.25' });
+    await client.helo('mail.example.org');
+    await client.mail('<someone@example.org>');
+    await client.rcpt('<user@example.com>');
+    await client.data();
+    const boundary = 'levee-check';
+    for (const [name, value] of [['From', '<someone@example.org>'], ['To', '<user@example.com>'], ['Subject', 'invoice'], ['MIME-Version', '1.0'], ['Content-Type', `multipart/mixed; boundary="${boundary}"`]]) await client.header(name, value);
+    await client.eoh();
+    const body = [`--${boundary}`, 'Content-Type: text/plain', '', 'see attached', `--${boundary}`, `Content-Type: application/octet-stream; name="${filename}"`, `Content-Disposition: attachment; filename="${filename}"`, 'Content-Transfer-Encoding: base64', '', 'TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=', `--${boundary}--`, ''].join('\r\n');
+    await client.body(Buffer.from(body));
+    return (await client.eom()).reply;
+  } finally {
+    client.close();
+  }
 }
 
 /** The action a policy server answers to one RCPT request with these attributes (bounded by a 5 s deadline). */
@@ -448,22 +576,25 @@ async function startDaemon({ maxKeys = 1_000_000, logLevel = 'warn', milterRules
 }
 
 // ---- one scenario ------------------------------------------------------------
+/** Levee's Redis store scenarios, and competitors that keep their counters in Redis: each run gets a private redis-server. */
+const usesRedis = (s) => s.store === 'redis' || s.redis === true;
+
 /** How to start a scenario's reference server, or { skipped } when what it needs is missing (undefined for Levee's own scenarios). */
 function serverOf(s) {
-  if (s.store === 'redis' && !existsSync(REDIS_SERVER)) return { skipped: `${REDIS_SERVER} is missing (scripts/install-bench-deps.sh)` };
+  if (usesRedis(s) && !existsSync(REDIS_SERVER)) return { skipped: `${REDIS_SERVER} is missing (scripts/install-bench-deps.sh)` };
   return s.store === 'reference' ? referenceServerCommand(s.reference) : undefined;
 }
 
 /** Run `r` (0-based) of scenario `s`: start its server, drive it, stop it; the generator's figures with the server's. */
 async function runOnce(s, reference, r) {
   const busyBefore = await waitForQuiet();
-  const redis = s.store === 'redis' ? await startRedisServer() : undefined;
+  const redis = usesRedis(s) ? await startRedisServer() : undefined;
   let load;
   let redisFallbacks;
   let stopped;
   try {
     const daemon =
-      reference === undefined ? await startDaemon({ logLevel: s.logLevel ?? 'warn', milterRules: s.kind === 'milter', redisUrl: redis?.url }) : await startReferenceServer(s.reference, reference);
+      reference === undefined ? await startDaemon({ logLevel: s.logLevel ?? 'warn', milterRules: s.kind === 'milter', redisUrl: redis?.url }) : await startReferenceServer(s.reference, reference, redis?.url);
     try {
       const common = ['--connections', String(s.connections), '--duration', String(duration), '--warmup', String(warmup), '--distinct', s.distinct, '--pid', String(daemon.pid)];
       if (redis !== undefined) common.push('--other-pid', String(redis.pid));
@@ -472,7 +603,7 @@ async function runOnce(s, reference, r) {
           ? await runNode('policy-load.mjs', ['--port', String(daemon.policyPort), ...common], (duration + warmup + 30) * 1000, children)
           : await runNode('milter-load.mjs', ['--port', String(daemon.milterPort), '--mode', s.mode, ...common], (duration + warmup + 30) * 1000, children);
       // Requests answered from local counts (timeout, error, breaker open): the Redis figures hold only if this is ~0.
-      if (redis !== undefined) redisFallbacks = await daemon.metricSum('levee_counter_backend_errors_total');
+      if (redis !== undefined && reference === undefined) redisFallbacks = await daemon.metricSum('levee_counter_backend_errors_total');
     } finally {
       stopped = await daemon.stop();
     }
@@ -482,7 +613,7 @@ async function runOnce(s, reference, r) {
   delete load.rssSamples;
   const unit = s.kind === 'policy' ? 'req/s' : 'msg/s';
   process.stderr.write(
-    `  ${s.name} run ${r + 1}/${runs}: ${load.throughput.toFixed(0)} ${unit}, p50 ${load.latencyMs.p50.toFixed(3)} p99 ${load.latencyMs.p99.toFixed(3)} p99.9 ${load.latencyMs.p999.toFixed(3)} ms, errors ${load.errors}, daemon ${((s.kind === 'policy' ? load.daemonCpuUsPerRequest : load.daemonCpuUsPerMessage) ?? NaN).toFixed(1)} µs CPU each, peak RSS ${(stopped.hwmKiB / 1024).toFixed(0)} MiB${redisFallbacks === undefined ? '' : `, redis ${load.otherCpuUsPerRequest.toFixed(1)} µs CPU each, ${redisFallbacks} requests counted locally`}${(load.loadCpuUsPerRequest ?? load.loadCpuUsPerMessage) === undefined ? '' : `, load generator ${(load.loadCpuUsPerRequest ?? load.loadCpuUsPerMessage).toFixed(1)} µs CPU each`}\n`,
+    `  ${s.name} run ${r + 1}/${runs}: ${load.throughput.toFixed(0)} ${unit}, p50 ${load.latencyMs.p50.toFixed(3)} p99 ${load.latencyMs.p99.toFixed(3)} p99.9 ${load.latencyMs.p999.toFixed(3)} ms, errors ${load.errors}, daemon ${((s.kind === 'policy' ? load.daemonCpuUsPerRequest : load.daemonCpuUsPerMessage) ?? NaN).toFixed(1)} µs CPU each, peak RSS ${(stopped.hwmKiB / 1024).toFixed(0)} MiB${redis === undefined ? '' : `, redis ${(load.otherCpuUsPerRequest ?? load.otherCpuUsPerMessage).toFixed(1)} µs CPU each`}${redisFallbacks === undefined ? '' : `, ${redisFallbacks} ${s.kind === 'policy' ? 'requests' : 'decisions'} counted locally`}${(load.loadCpuUsPerRequest ?? load.loadCpuUsPerMessage) === undefined ? '' : `, load generator ${(load.loadCpuUsPerRequest ?? load.loadCpuUsPerMessage).toFixed(1)} µs CPU each`}\n`,
   );
   await sleep(300);
   return { ...load, daemonPeakRssKiB: stopped.hwmKiB, daemonExit: stopped.exit, machineBusyBefore: busyBefore, ...(redis === undefined ? {} : { redisFallbacks }) };
@@ -504,7 +635,8 @@ function summarize(s, perRun) {
       cpuUsPerUnit: med((x) => x.daemonCpuUsPerRequest ?? x.daemonCpuUsPerMessage),
       daemonCpuShare: med((x) => x.daemonCpuSeconds / x.seconds),
       peakRssMiB: med((x) => x.daemonPeakRssKiB / 1024),
-      ...(s.store === 'redis' ? { redisCpuUsPerUnit: med((x) => x.otherCpuUsPerRequest), redisFallbacks: med((x) => x.redisFallbacks) } : {}),
+      ...(usesRedis(s) ? { redisCpuUsPerUnit: med((x) => x.otherCpuUsPerRequest ?? x.otherCpuUsPerMessage) } : {}),
+      ...(s.store === 'redis' ? { redisFallbacks: med((x) => x.redisFallbacks) } : {}),
       loadCpuUsPerUnit: med((x) => x.loadCpuUsPerRequest ?? x.loadCpuUsPerMessage),
     },
     totalErrors: perRun.reduce((a, x) => a + x.errors, 0),

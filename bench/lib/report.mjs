@@ -11,15 +11,24 @@ const referenceLabel = (s) => s.competitor ?? `${s.reference.endsWith('.mjs') ? 
 /** `ratio` of someone's CPU as words: "1/80 of its" or "0.95x its". */
 const cpuShare = (ratio) => (ratio < 0.5 ? `1/${f(1 / ratio)} of its` : `${f(ratio, 2)}x its`);
 
-/** How the target scenario compares with each competitor that ran: throughput ratio and CPU per unit. */
+/** CPU per unit of a scenario's server, plus its redis-server's when it keeps counters there. */
+const withRedisCpu = (s) => s.median.cpuUsPerUnit + (s.median.redisCpuUsPerUnit ?? 0);
+
+/**
+ * How the target scenario compares with each competitor that ran: throughput
+ * ratio and CPU per unit; a competitor that keeps its counters in Redis is
+ * also compared with Levee's scenario of the same load on the Redis store
+ * (`redisTwin`), redis-server's CPU counted on both sides.
+ */
 function versusCompetitors(scenarios, target, unit, perUnit) {
   const lines = [];
   for (const c of scenarios.filter((s) => s.competitor !== undefined && s.skipped === undefined)) {
-    const vs =
-      target === undefined
-        ? ''
-        : ` ${target.name} does ${f(target.median.throughput / c.median.throughput, 1)}x its ${unit}, with ${cpuShare(target.median.cpuUsPerUnit / c.median.cpuUsPerUnit)} CPU per ${perUnit}.`;
-    lines.push(`Competitor: \`${c.name}\` is ${c.about}, driven by the same generator on the same machine: ${f(c.median.throughput)} ${unit} (p99 ${ms(c.median.p99)} ms) at ${f(c.median.cpuUsPerUnit, 1)} µs of CPU per ${perUnit}, the CPU and peak RSS of all its processes counted.${vs}`);
+    const versus = (levee, cpu) => ` ${levee.name} does ${f(levee.median.throughput / c.median.throughput, 1)}x its ${unit}, with ${cpuShare(cpu(levee) / cpu(c))} CPU per ${perUnit}`;
+    const redisTwin = c.redis === true ? scenarios.find((s) => s.store === 'redis' && s.skipped === undefined && s.connections === c.connections && s.distinct === c.distinct && s.mode === c.mode) : undefined;
+    const own = c.redis === true ? ` plus ${f(c.median.redisCpuUsPerUnit, 1)} µs in redis-server` : '';
+    let vs = target === undefined ? '' : `${versus(target, (s) => s.median.cpuUsPerUnit)}${c.redis === true ? ' (its counters in memory, against its own processes only)' : ''}.`;
+    if (redisTwin !== undefined) vs += `${versus(redisTwin, withRedisCpu)} (counters in Redis too, redis-server counted on both sides).`;
+    lines.push(`Competitor: \`${c.name}\` is ${c.about}, driven by the same generator on the same machine: ${f(c.median.throughput)} ${unit} (p99 ${ms(c.median.p99)} ms) at ${f(c.median.cpuUsPerUnit, 1)} µs of CPU per ${perUnit}${own}, the CPU and peak RSS of all its processes counted.${vs}`);
     lines.push('');
   }
   return lines;
@@ -145,16 +154,17 @@ export function renderResults(results, file) {
   if (milter.length > 0) {
     lines.push('#### Milter (full transactions: CONNECT, HELO, MAIL, 5 RCPT, DATA, 10 headers, EOH, 4 KiB body, EOM)');
     lines.push('');
-    lines.push('| scenario | connections | distinct IPs | log | msg/s | p50 ms | p99 ms | p99.9 ms | command p99 ms | errors | daemon CPU µs/msg | daemon CPU share | load generator CPU µs/msg | peak RSS MiB |');
-    lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+    lines.push('| scenario | counters | connections | distinct IPs | log | msg/s | p50 ms | p99 ms | p99.9 ms | command p99 ms | errors | daemon CPU µs/msg | redis-server CPU µs/msg | daemon CPU share | load generator CPU µs/msg | peak RSS MiB |');
+    lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
     for (const s of milter) {
       const x = s.median;
+      const counters = s.store === 'reference' ? referenceLabel(s) : (s.store ?? 'memory');
       if (s.skipped !== undefined) {
-        lines.push(`| ${s.name} | ${s.mode}, ${s.connections} | ${s.distinct} | ${s.store === 'reference' ? referenceLabel(s) : ''} | not run: ${s.skipped} | | | | | | | | | |`);
+        lines.push(`| ${s.name} | ${counters} | ${s.mode}, ${s.connections} | ${s.distinct} | | not run: ${s.skipped} | | | | | | | | | | |`);
         continue;
       }
-      const log = s.store === 'reference' ? referenceLabel(s) : (s.logLevel ?? 'warn');
-      lines.push(`| ${s.name} | ${s.mode}, ${s.connections} | ${s.distinct} | ${log} | ${f(x.throughput)} | ${ms(x.p50)} | ${ms(x.p99)} | ${ms(x.p999)} | ${ms(x.commandP99)} | ${s.totalErrors} | ${f(x.cpuUsPerUnit, 1)} | ${f(x.daemonCpuShare * 100)}% | ${x.loadCpuUsPerUnit === undefined ? 'n/a' : f(x.loadCpuUsPerUnit, 1)} | ${f(x.peakRssMiB)} |`);
+      const log = s.store === 'reference' ? 'none' : (s.logLevel ?? 'warn');
+      lines.push(`| ${s.name} | ${counters} | ${s.mode}, ${s.connections} | ${s.distinct} | ${log} | ${f(x.throughput)} | ${ms(x.p50)} | ${ms(x.p99)} | ${ms(x.p999)} | ${ms(x.commandP99)} | ${s.totalErrors} | ${f(x.cpuUsPerUnit, 1)} | ${x.redisCpuUsPerUnit === undefined ? '' : f(x.redisCpuUsPerUnit, 1)} | ${f(x.daemonCpuShare * 100)}% | ${x.loadCpuUsPerUnit === undefined ? 'n/a' : f(x.loadCpuUsPerUnit, 1)} | ${f(x.peakRssMiB)} |`);
     }
     lines.push('');
     const reference = milter.find((s) => isReference(s, 'c'));
@@ -170,6 +180,12 @@ export function renderResults(results, file) {
       lines.push('');
     }
     lines.push(...versusCompetitors(milter, target, 'msg/s', 'message'));
+    for (const s of milter.filter((x) => x.store === 'redis' && x.skipped === undefined)) {
+      const mem = milter.find((p) => p.store === undefined && p.mode === s.mode && p.connections === s.connections && p.distinct === s.distinct && (p.logLevel ?? 'warn') === (s.logLevel ?? 'warn'));
+      const vs = mem === undefined ? '' : ` = ${f((s.median.throughput / mem.median.throughput) * 100)} % of ${mem.name}'s ${f(mem.median.throughput)} msg/s`;
+      lines.push(`Redis store: \`${s.name}\` keeps the counters in a private redis-server (as the policy Redis runs): ${f(s.median.throughput)} msg/s${vs}, ${f(withRedisCpu(s), 1)} µs of CPU per message in the daemon and redis-server together, ${f(s.median.redisFallbacks)} decisions counted locally (median).`);
+      lines.push('');
+    }
     lines.push('Message latency runs from sending CONNECT to the end-of-message reply (per-message mode: from the TCP connect, OPTNEG included).');
     lines.push('');
   }
