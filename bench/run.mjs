@@ -45,7 +45,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createMilterClient } from '../packages/milter-proto/dist/index.js';
-import { descendants, median, memoryKiB, processStart, sleep } from './lib/common.mjs';
+import { descendants, median, memoryKiB, processStart, sleep, treeMemoryKiB } from './lib/common.mjs';
 import { CLI, configText, freePort, printUsage, ROOT, runNode, waitForPort } from './lib/daemon-config.mjs';
 import { renderResults } from './lib/report.mjs';
 
@@ -400,8 +400,7 @@ async function startForegroundCompetitor(name, command, competitor, port, redisU
     milterPort: port,
     pid: server.pid,
     async stop() {
-      // Its RSS summed over its processes (the pages they share are counted in each).
-      const mem = [server.pid, ...descendants(server.pid)].map(memoryKiB).reduce((a, b) => ({ rssKiB: a.rssKiB + b.rssKiB, hwmKiB: a.hwmKiB + b.hwmKiB }));
+      const mem = treeMemoryKiB(server.pid);
       return { ...mem, exit: await server.stop(), stderr: '' };
     },
   };
@@ -464,8 +463,7 @@ async function startDaemonizingServer(name, command, competitor, port) {
     milterPort: port,
     pid: master,
     async stop() {
-      // Its RSS summed over its processes (the pages they share are counted in each).
-      const mem = [master, ...descendants(master)].map(memoryKiB).reduce((a, b) => ({ rssKiB: a.rssKiB + b.rssKiB, hwmKiB: a.hwmKiB + b.hwmKiB }));
+      const mem = treeMemoryKiB(master);
       await stop();
       return { ...mem, exit: { code: 0, signal: null }, stderr: '' };
     },

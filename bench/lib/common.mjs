@@ -76,6 +76,11 @@ export function memoryKiB(pid) {
   return { rssKiB: field('VmRSS'), hwmKiB: field('VmHWM') };
 }
 
+/** memoryKiB summed over `pid` and its descendants (a server with workers): the pages they share are counted in each. */
+export function treeMemoryKiB(pid) {
+  return [pid, ...descendants(pid)].map(memoryKiB).reduce((x, y) => ({ rssKiB: x.rssKiB + y.rssKiB, hwmKiB: x.hwmKiB + y.hwmKiB }));
+}
+
 /** A growable Float64Array of samples. */
 export function createSamples(initial = 1 << 16) {
   let data = new Float64Array(initial);
