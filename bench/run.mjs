@@ -366,13 +366,17 @@ async function startReferenceServer(name, { command, args, competitor }, redisUr
   const port = await freePort();
   if (competitor?.pidFile !== undefined) return startDaemonizingServer(name, command, competitor, port);
   if (competitor !== undefined) return startForegroundCompetitor(name, command, competitor, port, redisUrl);
-  const server = await startServer(name, command, args(port), port, 8000);
+  return oneServerHandle(port, await startServer(name, command, args(port), port, 8000), memoryKiB);
+}
+
+/** startDaemon's shape for a server started by startServer (one port for both protocols); `memory(pid)` is read just before it stops. */
+function oneServerHandle(port, server, memory) {
   return {
     policyPort: port,
     milterPort: port,
     pid: server.pid,
     async stop() {
-      const mem = memoryKiB(server.pid);
+      const mem = memory(server.pid);
       return { ...mem, exit: await server.stop(), stderr: '' };
     },
   };
@@ -395,15 +399,7 @@ async function startForegroundCompetitor(name, command, competitor, port, redisU
     await server.stop();
     throw error;
   }
-  return {
-    policyPort: port,
-    milterPort: port,
-    pid: server.pid,
-    async stop() {
-      const mem = treeMemoryKiB(server.pid);
-      return { ...mem, exit: await server.stop(), stderr: '' };
-    },
-  };
+  return oneServerHandle(port, server, treeMemoryKiB);
 }
 
 /** Is `pid` still the process that started at `start` (not gone, not a later process given the same PID)? */
