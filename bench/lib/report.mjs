@@ -11,6 +11,9 @@ const referenceLabel = (s) => s.competitor ?? `${s.reference.endsWith('.mjs') ? 
 /** `ratio` of someone's CPU as words: "1/80 of its" or "0.95x its". */
 const cpuShare = (ratio) => (ratio < 0.5 ? `1/${f(1 / ratio)} of its` : `${f(ratio, 2)}x its`);
 
+/** Two scenarios drive the same load (connections, addresses, milter mode, log level): one of them can be read against the other. */
+const sameLoad = (a, b) => a.connections === b.connections && a.distinct === b.distinct && a.mode === b.mode && (a.logLevel ?? 'warn') === (b.logLevel ?? 'warn');
+
 /** CPU per unit of a scenario's server, plus its redis-server's when it keeps counters there. */
 const withRedisCpu = (s) => s.median.cpuUsPerUnit + (s.median.redisCpuUsPerUnit ?? 0);
 
@@ -24,7 +27,7 @@ function versusCompetitors(scenarios, target, unit, perUnit) {
   const lines = [];
   for (const c of scenarios.filter((s) => s.competitor !== undefined && s.skipped === undefined)) {
     const versus = (levee, cpu) => ` ${levee.name} does ${f(levee.median.throughput / c.median.throughput, 1)}x its ${unit}, with ${cpuShare(cpu(levee) / cpu(c))} CPU per ${perUnit}`;
-    const redisTwin = c.redis === true ? scenarios.find((s) => s.store === 'redis' && s.skipped === undefined && s.connections === c.connections && s.distinct === c.distinct && s.mode === c.mode) : undefined;
+    const redisTwin = c.redis === true ? scenarios.find((s) => s.store === 'redis' && s.skipped === undefined && sameLoad(s, c)) : undefined;
     const own = c.redis === true ? ` plus ${f(c.median.redisCpuUsPerUnit, 1)} µs in redis-server` : '';
     let vs = target === undefined ? '' : `${versus(target, (s) => s.median.cpuUsPerUnit)}${c.redis === true ? ' (its counters in memory, against its own processes only)' : ''}.`;
     if (redisTwin !== undefined) vs += `${versus(redisTwin, withRedisCpu)} (counters in Redis too, redis-server counted on both sides).`;
@@ -141,7 +144,7 @@ export function renderResults(results, file) {
       lines.push('|---|---|---|---|---|---|---|---|---|');
       for (const s of redis) {
         const x = s.median;
-        const mem = policy.find((p) => p.store === undefined && p.connections === s.connections && p.distinct === s.distinct && (p.logLevel ?? 'warn') === (s.logLevel ?? 'warn'));
+        const mem = policy.find((p) => p.store === undefined && sameLoad(p, s));
         const vs = mem === undefined ? 'n/a' : `${f((x.throughput / mem.median.throughput) * 100)} % of ${f(mem.median.throughput)}`;
         const load = x.loadCpuUsPerUnit;
         const cores = load === undefined ? 'n/a' : ((x.cpuUsPerUnit + x.redisCpuUsPerUnit + load) * x.throughput / 1e6).toFixed(2);
@@ -181,7 +184,7 @@ export function renderResults(results, file) {
     }
     lines.push(...versusCompetitors(milter, target, 'msg/s', 'message'));
     for (const s of milter.filter((x) => x.store === 'redis' && x.skipped === undefined)) {
-      const mem = milter.find((p) => p.store === undefined && p.mode === s.mode && p.connections === s.connections && p.distinct === s.distinct && (p.logLevel ?? 'warn') === (s.logLevel ?? 'warn'));
+      const mem = milter.find((p) => p.store === undefined && sameLoad(p, s));
       const vs = mem === undefined ? '' : ` = ${f((s.median.throughput / mem.median.throughput) * 100)} % of ${mem.name}'s ${f(mem.median.throughput)} msg/s`;
       lines.push(`Redis store: \`${s.name}\` keeps the counters in a private redis-server (as the policy Redis runs): ${f(s.median.throughput)} msg/s${vs}, ${f(withRedisCpu(s), 1)} µs of CPU per message in the daemon and redis-server together, ${f(s.median.redisFallbacks)} decisions counted locally (median).`);
       lines.push('');
