@@ -6,9 +6,12 @@
 // (docs/benchmarks.md, "Instruction counts").
 //
 //   node bench/instructions.mjs [--only policy,milter] [--requests N] [--messages N] [--json]
+//   node bench/instructions.mjs --check [--tolerance PERCENT]   (= pnpm bench:check)
+//   node bench/instructions.mjs --write-baseline
 //
 // Writes bench/results/<date>-instructions.json (the figures, N, Node.js
 // version) and prints a table (or, with --json, that JSON).
+//
 // For Levee (the benchmark's config and rules) and for the Node.js floor
 // (bench/reference/dunno-server.mjs, noop-milter.mjs), each protocol: the
 // server runs under callgrind twice, driven by the benchmark's generators with
@@ -21,25 +24,76 @@
 // Slow by design (valgrind runs Node ~50x slower): ~13 min with the defaults.
 // Everything is bounded: each server by a SIGTERM then SIGKILL deadline, each
 // load by its request count and a deadline.
+//
+// --check is the regression gate ("and keep it so"): it counts Levee only
+// (not the floor: half the time) and compares its instructions per request and
+// per message with bench/baseline-instructions.json. Exit 0 within the
+// tolerance (default 8 %: repeat runs of one build differ by up to ~5 %),
+// 1 if a protocol is slower than that, 2 if it cannot judge (a baseline of
+// another Node.js version or architecture, packages not rebuilt since their
+// sources changed, a protocol without a baseline figure). Counted faster by
+// more than the tolerance: say so, and keep the gain with --write-baseline.
+// --write-baseline counts Levee and the floor and writes the baseline file
+// (with the commit it was counted at); commit it with the change it measures.
+// --baseline FILE reads (or writes) another file.
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { CLI, configText, freePort, printUsage, ROOT, runNode, waitForPort } from './lib/daemon-config.mjs';
+import { baselineGaps, baselineMismatch, compareInstructions, DEFAULT_TOLERANCE_PERCENT, formatComparison, stalePackages } from './lib/instruction-gate.mjs';
 
-const { values: opt } = parseArgs({
-  options: {
-    only: { type: 'string', default: 'policy,milter' },
-    requests: { type: 'string', default: '20000' },
-    messages: { type: 'string', default: '2000' },
-    json: { type: 'boolean', default: false },
-    help: { type: 'boolean', short: 'h', default: false },
-  },
-});
+/** Stop before counting: a wrong invocation should not cost a quarter of an hour of valgrind first. */
+function cannotJudge(why) {
+  process.stderr.write(`instructions: ${why}\n`);
+  process.exit(2);
+}
+let opt;
+try {
+  ({ values: opt } = parseArgs({
+    options: {
+      only: { type: 'string', default: 'policy,milter' },
+      requests: { type: 'string', default: '20000' },
+      messages: { type: 'string', default: '2000' },
+      json: { type: 'boolean', default: false },
+      check: { type: 'boolean', default: false },
+      tolerance: { type: 'string', default: String(DEFAULT_TOLERANCE_PERCENT) },
+      'write-baseline': { type: 'boolean', default: false },
+      baseline: { type: 'string', default: path.join('bench', 'baseline-instructions.json') },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  }));
+} catch (error) {
+  cannotJudge(`${error.message} (--help lists the options; a negative number needs --option=VALUE)`);
+}
 if (opt.help) {
   printUsage(import.meta.url);
   process.exit(0);
+}
+const tolerance = Number(opt.tolerance);
+if (!Number.isFinite(tolerance) || tolerance < 0) cannotJudge(`--tolerance ${JSON.stringify(opt.tolerance)}: a percentage >= 0 expected`);
+const unknownPart = opt.only.split(',').find((kind) => kind !== 'policy' && kind !== 'milter');
+if (unknownPart !== undefined) cannotJudge(`--only: unknown part ${JSON.stringify(unknownPart)} (policy, milter)`);
+for (const name of ['requests', 'messages']) {
+  if (!/^[1-9][0-9]*$/.test(opt[name])) cannotJudge(`--${name} ${JSON.stringify(opt[name])}: a whole number > 0 expected`);
+}
+if (opt.check && opt['write-baseline']) cannotJudge('--check and --write-baseline: one at a time');
+const baselineFile = path.resolve(ROOT, opt.baseline);
+let baseline;
+if (opt.check) {
+  try {
+    baseline = JSON.parse(readFileSync(baselineFile, 'utf8'));
+  } catch (error) {
+    cannotJudge(`cannot read the baseline ${path.relative(ROOT, baselineFile)}: ${error.message} (write one with --write-baseline at the commit to compare against)`);
+  }
+  const planned = opt.only.split(',').map((kind) => ({ kind, n: Number(kind === 'policy' ? opt.requests : opt.messages) }));
+  const mismatch = baselineMismatch(baseline, { node: process.version, arch: process.arch }) ?? baselineGaps(baseline, planned);
+  if (mismatch !== undefined) cannotJudge(`${path.relative(ROOT, baselineFile)} cannot judge this run: ${mismatch}. Count a baseline on this machine at the commit to compare against (--write-baseline), then --check the change.`);
+}
+if (opt.check || opt['write-baseline']) {
+  const stale = stalePackages(ROOT);
+  if (stale.length > 0) cannotJudge(`packages/${stale.join(', packages/')}: sources newer than dist/ (run pnpm build first; the counts would be of the previous build)`);
 }
 const VALGRIND = '/usr/bin/valgrind';
 try {
@@ -111,16 +165,18 @@ function servers(kind) {
     const port = await freePort();
     return { args: [path.join(ROOT, 'bench/reference', kind === 'policy' ? 'dunno-server.mjs' : 'noop-milter.mjs'), String(port)], port };
   };
-  return [
-    ['levee', levee],
-    ['node-floor', floor],
-  ];
+  // The gate judges Levee as a whole; the floor is only counted for the full table.
+  return opt.check
+    ? [['levee', levee]]
+    : [
+        ['levee', levee],
+        ['node-floor', floor],
+      ];
 }
 
 const started = new Date();
 const results = [];
 for (const kind of opt.only.split(',')) {
-  if (!(kind in drivers)) throw new Error(`--only: unknown part ${kind} (policy, milter)`);
   const n = Number(kind === 'policy' ? opt.requests : opt.messages);
   const unit = kind === 'policy' ? 'request' : 'message';
   const row = { kind, unit, n };
@@ -134,17 +190,47 @@ for (const kind of opt.only.split(',')) {
     }
     row[name] = Math.round((counts[1] - counts[0]) / (2 * n));
   }
-  row.own = row.levee - row['node-floor'];
+  if (row['node-floor'] !== undefined) row.own = row.levee - row['node-floor'];
   results.push(row);
 }
 
 const report = { started: started.toISOString(), node: process.version, results };
 const stamp = started.toISOString().replace(/[:]/g, '-').replace(/\..*$/, '');
-const outFile = path.join(ROOT, 'bench/results', `${stamp}-instructions.json`);
-mkdirSync(path.dirname(outFile), { recursive: true });
-writeFileSync(outFile, `${JSON.stringify(report, null, 2)}\n`);
-process.stderr.write(`results: ${path.relative(ROOT, outFile)}\n`);
-if (opt.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+if (!opt.check) {
+  // A check leaves nothing behind: its figures are in its table.
+  const outFile = path.join(ROOT, 'bench/results', `${stamp}-instructions.json`);
+  mkdirSync(path.dirname(outFile), { recursive: true });
+  writeFileSync(outFile, `${JSON.stringify(report, null, 2)}\n`);
+  process.stderr.write(`results: ${path.relative(ROOT, outFile)}\n`);
+}
+if (opt['write-baseline']) {
+  let commit = 'unknown';
+  try {
+    commit = execFileSync('git', ['-C', ROOT, 'rev-parse', 'HEAD'], { encoding: 'utf8' }).trim();
+    // What is counted: the packages and the dependencies as installed (lockfile, patches).
+    const counted = ['packages', 'pnpm-lock.yaml', 'pnpm-workspace.yaml', 'patches'];
+    if (execFileSync('git', ['-C', ROOT, 'status', '--porcelain', '--untracked-files=no', '--', ...counted], { encoding: 'utf8' }).trim() !== '') {
+      commit += ' (with uncommitted changes to packages/ or the dependencies)';
+    }
+  } catch {
+    // Not a git checkout: the commit stays unknown.
+  }
+  writeFileSync(baselineFile, `${JSON.stringify({ ...report, arch: process.arch, commit }, null, 2)}\n`);
+  process.stderr.write(`baseline: ${path.relative(ROOT, baselineFile)}\n`);
+}
+if (opt.check) {
+  const comparison = compareInstructions(baseline, results, tolerance);
+  process.stdout.write(formatComparison(comparison, tolerance));
+  if (comparison.regressed) {
+    process.stdout.write(`\nSlower than the baseline (${baseline.commit ?? 'unknown commit'}) by more than ${tolerance} %: profile the change (docs/benchmarks.md).\n`);
+    process.exit(1);
+  }
+  if (comparison.incomplete) {
+    process.stdout.write(`\nThe baseline has no figure for every protocol counted: write one with --write-baseline.\n`);
+    process.exit(2);
+  }
+  if (comparison.rows.some((r) => r.verdict === 'faster')) process.stdout.write('\nFaster than the baseline beyond the tolerance: keep the gain with --write-baseline.\n');
+} else if (opt.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
 else {
   const f = (v) => v.toLocaleString('en-US');
   process.stdout.write(`Main-thread instructions per unit (callgrind; runs of N and 3N, the difference over 2N), ${process.version}\n\n`);

@@ -1,0 +1,200 @@
+// The regression gate of the benchmarks (`pnpm bench:check`, bench/instructions.mjs
+// --check): its verdicts from bench/lib/instruction-gate.mjs, and the refusals
+// that stop it before a quarter of an hour of valgrind (a baseline it cannot
+// judge by, a bad tolerance). The counting itself is the benchmark's, not a test's.
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const ROOT = join(__dirname, '..', '..', '..');
+const GATE = join(ROOT, 'bench/lib/instruction-gate.mjs');
+
+/** Run `body` (an ES module body with the gate's exports in scope) in a fresh Node.js; its JSON output. */
+function inGate(body: string): unknown {
+  const source = `import * as gate from ${JSON.stringify(GATE)};\n${body}`;
+  const run = spawnSync(process.execPath, ['--input-type=module', '-e', source], { encoding: 'utf8', timeout: 30_000 });
+  if (run.status !== 0) throw new Error(`node exited ${run.status}: ${run.stderr}`);
+  return JSON.parse(run.stdout);
+}
+
+const baseline = {
+  node: process.version,
+  arch: process.arch,
+  commit: 'abc',
+  results: [
+    { kind: 'policy', unit: 'request', n: 20_000, levee: 100_000 },
+    { kind: 'milter', unit: 'message', n: 2_000, levee: 1_000_000 },
+  ],
+};
+
+interface Comparison {
+  rows: { kind: string; verdict: string; changePercent?: number }[];
+  regressed: boolean;
+  incomplete: boolean;
+}
+
+function compare(results: { kind: string; unit: string; levee: number }[], tolerance: number): Comparison {
+  const call = `gate.compareInstructions(${JSON.stringify(baseline)}, ${JSON.stringify(results)}, ${tolerance})`;
+  return inGate(`process.stdout.write(JSON.stringify(${call}));`) as Comparison;
+}
+
+describe('bench instruction gate: verdicts', () => {
+  it('passes within the tolerance, either way', () => {
+    const c = compare(
+      [
+        { kind: 'policy', unit: 'request', levee: 107_900 },
+        { kind: 'milter', unit: 'message', levee: 930_000 },
+      ],
+      8,
+    );
+    expect(c.rows.map((r) => r.verdict)).toEqual(['ok', 'ok']);
+    expect(c.rows[0]?.changePercent).toBeCloseTo(7.9, 5);
+    expect(c.regressed).toBe(false);
+    expect(c.incomplete).toBe(false);
+  });
+
+  it('fails a protocol counted slower than the tolerance allows, and only that one', () => {
+    const c = compare(
+      [
+        { kind: 'policy', unit: 'request', levee: 100_500 },
+        { kind: 'milter', unit: 'message', levee: 1_081_000 },
+      ],
+      8,
+    );
+    expect(c.rows.map((r) => [r.kind, r.verdict])).toEqual([
+      ['policy', 'ok'],
+      ['milter', 'slower'],
+    ]);
+    expect(c.regressed).toBe(true);
+  });
+
+  it('tells a gain beyond the tolerance apart (to be kept with a new baseline), and it does not fail', () => {
+    const c = compare([{ kind: 'policy', unit: 'request', levee: 80_000 }], 8);
+    expect(c.rows[0]?.verdict).toBe('faster');
+    expect(c.regressed).toBe(false);
+  });
+
+  it('the tolerance is the caller’s: 0 % fails any increase', () => {
+    expect(compare([{ kind: 'policy', unit: 'request', levee: 100_001 }], 0).regressed).toBe(true);
+    expect(compare([{ kind: 'policy', unit: 'request', levee: 100_000 }], 0).regressed).toBe(false);
+  });
+
+  it('a protocol the baseline has no figure for cannot be judged', () => {
+    const c = compare([{ kind: 'other', unit: 'x', levee: 1 }], 8);
+    expect(c.rows[0]?.verdict).toBe('no-baseline');
+    expect(c.incomplete).toBe(true);
+    expect(c.regressed).toBe(false);
+  });
+
+  it('a baseline of another Node.js version or architecture, or no baseline at all, cannot judge', () => {
+    const why = (b: unknown): unknown =>
+      inGate(`process.stdout.write(JSON.stringify(gate.baselineMismatch(${JSON.stringify(b)}, { node: ${JSON.stringify(process.version)}, arch: ${JSON.stringify(process.arch)} }) ?? null));`);
+    expect(why(baseline)).toBeNull();
+    expect(why({ ...baseline, node: 'v18.0.0' })).toMatch(/Node\.js v18\.0\.0 .* not comparable/);
+    expect(why({ ...baseline, arch: 'mips' })).toMatch(/counted on mips/);
+    expect(why({ node: process.version })).toMatch(/no "results" list/);
+    expect(why(null)).toMatch(/no "results" list/);
+  });
+});
+
+describe('bench instruction gate: what the baseline can judge', () => {
+  const gaps = (planned: { kind: string; n: number }[]): unknown =>
+    inGate(`process.stdout.write(JSON.stringify(gate.baselineGaps(${JSON.stringify(baseline)}, ${JSON.stringify(planned)}) ?? null));`);
+
+  it('counts of the N the baseline was counted with, for protocols it has', () => {
+    expect(gaps([{ kind: 'policy', n: 20_000 }, { kind: 'milter', n: 2_000 }])).toBeNull();
+    expect(gaps([{ kind: 'milter', n: 2_000 }])).toBeNull();
+  });
+
+  it('not another N (warm-up would weigh differently), nor a protocol it lacks', () => {
+    expect(gaps([{ kind: 'policy', n: 5_000 }])).toBe('its policy figure was counted with N = 20000, this run would count N = 5000');
+    expect(gaps([{ kind: 'other', n: 1 }])).toBe('it has no other figure');
+  });
+});
+
+describe('bench instruction gate: stale builds', () => {
+  it('names the packages whose sources changed after their last build, and only those', () => {
+    const root = mkdtempSync(join(tmpdir(), 'levee-gate-stale-'));
+    try {
+      const old = new Date('2026-01-01T00:00:00Z');
+      const later = new Date('2026-01-02T00:00:00Z');
+      for (const [name, sourceTime, builtTime] of [
+        ['fresh', old, later],
+        ['edited', later, old],
+        ['never-built', old, undefined],
+      ] as const) {
+        mkdirSync(join(root, 'packages', name, 'src', 'deep'), { recursive: true });
+        const source = join(root, 'packages', name, 'src', 'deep', 'x.ts');
+        writeFileSync(source, '');
+        utimesSync(source, sourceTime, sourceTime);
+        if (builtTime !== undefined) {
+          mkdirSync(join(root, 'packages', name, 'dist'));
+          const info = join(root, 'packages', name, 'dist', '.tsbuildinfo');
+          writeFileSync(info, '');
+          utimesSync(info, builtTime, builtTime);
+        }
+      }
+      const stale = inGate(`process.stdout.write(JSON.stringify(gate.stalePackages(${JSON.stringify(root)}).sort()));`);
+      expect(stale).toEqual(['edited', 'never-built']);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('bench/instructions.mjs --check: refusals before counting', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'levee-gate-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** The gate's exit status and stderr, with a deadline far below a counting run's (which would mean it did not refuse). */
+  function check(args: string[]): { status: number | null; stderr: string } {
+    const run = spawnSync(process.execPath, [join(ROOT, 'bench/instructions.mjs'), '--check', ...args], { encoding: 'utf8', timeout: 30_000 });
+    return { status: run.status, stderr: run.stderr };
+  }
+
+  it('refuses a baseline counted with another Node.js version, naming both', () => {
+    const file = join(dir, 'old-node.json');
+    writeFileSync(file, JSON.stringify({ ...baseline, node: 'v18.20.0' }));
+    const r = check(['--baseline', file]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain(`Node.js v18.20.0 and this is ${process.version}`);
+    expect(r.stderr).toContain('--write-baseline');
+  });
+
+  it('refuses a run of another N than the baseline was counted with', () => {
+    const file = join(dir, 'baseline.json');
+    writeFileSync(file, JSON.stringify(baseline));
+    const r = check(['--baseline', file, '--only', 'milter', '--messages', '500']);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('its milter figure was counted with N = 2000, this run would count N = 500');
+  });
+
+  it('refuses a baseline file that is missing or not JSON, naming it', () => {
+    const missing = check(['--baseline', join(dir, 'none.json')]);
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toMatch(/cannot read the baseline .*none\.json/);
+    const file = join(dir, 'broken.json');
+    writeFileSync(file, '{ "node": ');
+    const broken = check(['--baseline', file]);
+    expect(broken.status).toBe(2);
+    expect(broken.stderr).toMatch(/cannot read the baseline .*broken\.json/);
+  });
+
+  it('refuses a tolerance that is not a percentage, and an option it does not know', () => {
+    for (const bad of ['x', '-1']) {
+      const r = check([`--tolerance=${bad}`]);
+      expect(r.status).toBe(2);
+      expect(r.stderr).toContain(`--tolerance "${bad}"`);
+    }
+    const part = check(['--only', 'policy,smtp']);
+    expect(part.status).toBe(2);
+    expect(part.stderr).toContain('--only: unknown part "smtp"');
+    const unknown = check(['--tolerence', '5']);
+    expect(unknown.status).toBe(2);
+    expect(unknown.stderr).toContain("Unknown option '--tolerence'");
+  });
+});
