@@ -12,7 +12,14 @@
 //   node bench/run.mjs [--quick] [--runs 3] [--duration 10] [--warmup 2]
 //        [--only policy,milter,memory,micro] [--scenario NAME-SUBSTRING[,...]]
 //        [--label TEXT] [--no-docs] [--quiet-wait SECONDS]
-//        [--memory-requests N] [--flood-requests N] [--help]
+//        [--memory-requests N] [--flood-requests N] [--check] [--help]
+//
+// --check judges the issue's targets that the run measured (targetVerdicts in
+// bench/lib/report.mjs) and exits 1 if one is missed, 2 if the run measured
+// none; it writes no results file and leaves docs/benchmarks.md alone.
+// `pnpm bench:check` runs `--only memory --check`: the memory target (1M keys
+// under 300 MB, bounded under a flood) holds whatever the host's load, unlike
+// the throughput targets, so it can guard every change.
 //
 // The scenarios reference-c-* run a plain C epoll server instead of the
 // daemon (built with cc; skipped without one): bench/reference/dunno-server.c
@@ -47,7 +54,7 @@ import { parseArgs } from 'node:util';
 import { createMilterClient } from '../packages/milter-proto/dist/index.js';
 import { descendants, median, memoryKiB, processStart, sleep, treeMemoryKiB } from './lib/common.mjs';
 import { CLI, configText, freePort, printUsage, ROOT, runNode, waitForPort } from './lib/daemon-config.mjs';
-import { renderResults } from './lib/report.mjs';
+import { renderResults, targetGate, targetVerdicts } from './lib/report.mjs';
 
 
 const { values: opt } = parseArgs({
@@ -63,6 +70,7 @@ const { values: opt } = parseArgs({
     'flood-requests': { type: 'string' },
     'memory-requests': { type: 'string' },
     'quiet-wait': { type: 'string', default: '30' },
+    check: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -714,6 +722,11 @@ if (only.has('memory') && opt.scenario === undefined) {
 if (only.has('micro') && opt.scenario === undefined) {
   process.stderr.write('micro-benchmarks\n');
   results.micro = await runNode('micro.bench.mjs', ['--json', ...(opt.quick ? ['--quick'] : [])], 600_000, children);
+}
+
+if (opt.check) {
+  process.stdout.write(`${renderResults(results, 'this run (--check: not written)')}\n`);
+  process.exit(targetGate(targetVerdicts(results), (line) => process.stdout.write(`${line}\n`)));
 }
 
 mkdirSync(path.join(ROOT, 'bench/results'), { recursive: true });

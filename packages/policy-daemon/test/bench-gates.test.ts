@@ -1,7 +1,8 @@
-// The regression gate of the benchmarks (`pnpm bench:check`, bench/instructions.mjs
-// --check): its verdicts from bench/lib/instruction-gate.mjs, and the refusals
-// that stop it before a quarter of an hour of valgrind (a baseline it cannot
-// judge by, a bad tolerance). The counting itself is the benchmark's, not a test's.
+// The regression gates of the benchmarks (`pnpm bench:check`): the verdicts of
+// bench/lib/instruction-gate.mjs (bench/instructions.mjs --check) and of the
+// memory target (bench/run.mjs --check), and the refusals that stop the
+// instruction gate before a quarter of an hour of valgrind (a baseline it cannot
+// judge by, a bad option). The counting and measuring are the benchmarks', not a test's.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -196,5 +197,44 @@ describe('bench/instructions.mjs --check: refusals before counting', () => {
     const unknown = check(['--tolerence', '5']);
     expect(unknown.status).toBe(2);
     expect(unknown.stderr).toContain("Unknown option '--tolerence'");
+  });
+});
+
+describe('bench/run.mjs --check: the memory target', () => {
+  const REPORT = join(ROOT, 'bench/lib/report.mjs');
+  /** targetVerdicts' memory verdict and targetGate's exit status for a run with these memory figures. */
+  function judge(oneMillion: { keys: number; peakRssMiB: number }, flood: { keys: number; peakRssMiB: number }): { met: boolean | undefined; status: number } {
+    const results = {
+      scenarios: [],
+      memory: [
+        { distinct: 'sequential', maxKeys: 1_060_000, finalRssMiB: oneMillion.peakRssMiB, ...oneMillion },
+        { distinct: 'random', maxKeys: 250_000, finalRssMiB: 200, ...flood },
+      ],
+    };
+    const source = `import * as report from ${JSON.stringify(REPORT)};
+const verdicts = report.targetVerdicts(${JSON.stringify(results)});
+const status = report.targetGate(verdicts, () => {});
+process.stdout.write(JSON.stringify({ met: verdicts[0]?.met ?? null, status }));`;
+    const run = spawnSync(process.execPath, ['--input-type=module', '-e', source], { encoding: 'utf8', timeout: 30_000 });
+    if (run.status !== 0) throw new Error(`node exited ${run.status}: ${run.stderr}`);
+    const out = JSON.parse(run.stdout) as { met: boolean | null; status: number };
+    return { met: out.met ?? undefined, status: out.status };
+  }
+
+  it('met: 1M keys under 300 MB, the flood held at max_keys under 512 MiB (the 2026-12-02 figures)', () => {
+    expect(judge({ keys: 1_004_107, peakRssMiB: 271 }, { keys: 250_000, peakRssMiB: 379 })).toEqual({ met: true, status: 0 });
+  });
+
+  it('missed: 1M keys at 290 MiB (304 MB: the target is in MB)', () => {
+    expect(judge({ keys: 1_004_107, peakRssMiB: 290 }, { keys: 250_000, peakRssMiB: 379 })).toEqual({ met: false, status: 1 });
+  });
+
+  it('missed: a flood that grows past the ceiling (a short string leaked per new key measured 659 MiB), or keeps more keys than max_keys', () => {
+    expect(judge({ keys: 1_004_107, peakRssMiB: 271 }, { keys: 250_000, peakRssMiB: 659 })).toEqual({ met: false, status: 1 });
+    expect(judge({ keys: 1_004_107, peakRssMiB: 271 }, { keys: 250_001, peakRssMiB: 379 })).toEqual({ met: false, status: 1 });
+  });
+
+  it('not measured (exit 2): a run with fewer than 1M keys, such as --quick', () => {
+    expect(judge({ keys: 100_000, peakRssMiB: 120 }, { keys: 200_000, peakRssMiB: 200 })).toEqual({ met: undefined, status: 2 });
   });
 });
