@@ -30,8 +30,9 @@
 // per message with bench/baseline-instructions.json. Exit 0 within the
 // tolerance (default 8 %: repeat runs of one build differ by up to ~5 %),
 // 1 if a protocol is slower than that, 2 if it cannot judge (a baseline of
-// another Node.js version or architecture, packages not rebuilt since their
-// sources changed, a protocol without a baseline figure). Counted faster by
+// another Node.js version, architecture or N, packages not rebuilt since their
+// sources changed, a protocol without a baseline figure, a bad option). All of
+// these are found before anything is counted. Counted faster by
 // more than the tolerance: say so, and keep the gain with --write-baseline.
 // --write-baseline counts Levee and the floor and writes the baseline file
 // (with the commit it was counted at); commit it with the change it measures.
