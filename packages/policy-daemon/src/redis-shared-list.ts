@@ -27,9 +27,16 @@
  * host wins. Pending changes are lost if this daemon stops before Redis is back.
  *
  * If Redis comes back empty (restarted without persistence: the version key is
- * gone though this host had read one), this host writes back the records it
- * knew, so a Redis restart does not silently lift every block; each host does
- * the same with the same record times, so they agree.
+ * gone though this host had read one, holds records read from it, or had a
+ * write of its own answered), this host writes back the records it knew, so a
+ * Redis restart does not silently lift every block; each host that notices
+ * does the same with the same record times, so they agree. A host notices on
+ * its next read (no version) or write (the script saw no version key). The
+ * first host to write after the loss recreates the version key, so the others
+ * then read a new list rather than none: they rely on that host having known
+ * their records. LIMITATION: it did not know a record made on another host
+ * within one refresh interval before the loss, if that host then notices
+ * nothing (it reads the recreated list): such a record is lost with Redis's copy.
  *
  * The list uses its own connection (not the counters' auto-pipelined one): a
  * large list reply must never delay a request's counter round trip.
@@ -211,6 +218,15 @@ export function createRedisSharedList<T>(options: RedisSharedListOptions<T>): Sh
     update();
   }
 
+  /**
+   * Whether this host has seen the list in Redis: it read a version of it,
+   * holds records read from it, or had `acknowledged` writes of its own
+   * answered (each creates the version key). No version key after that means
+   * Redis lost the list. Counting only the version read missed the host whose
+   * last contact before the loss was a write (found by redis-blocks.test.ts).
+   */
+  const knewList = (acknowledged: number): boolean => (version !== undefined && Number(version) > 0) || remote.length > 0 || acknowledged > 0;
+
   /** Write the pending changes in order; false at the first failure (the rest stay pending). */
   async function flushLoop(): Promise<boolean> {
     // Bounded: every pass takes one change; a write-back adds at most the list once more.
@@ -225,7 +241,7 @@ export function createRedisSharedList<T>(options: RedisSharedListOptions<T>): Sh
         return false;
       }
       pending.shift();
-      if (!result.hadList && version !== undefined && Number(version) > 0) writeBack();
+      if (!result.hadList && knewList(written.length)) writeBack();
       written.push(change);
       update();
     }
@@ -260,16 +276,17 @@ export function createRedisSharedList<T>(options: RedisSharedListOptions<T>): Sh
       return 'failed';
     }
     const v = String(reply[0]);
+    // Before the "unchanged" answer: a host that last read "no list" and wrote since reads "0" again after a loss.
+    if (v === '0' && knewList(included)) {
+      writeBack();
+      return 'lost';
+    }
     if (reply.length === 1 && v === version) {
       if (included > 0) {
         written = written.slice(included);
         update();
       }
       return 'ok';
-    }
-    if (v === '0' && version !== undefined && Number(version) > 0) {
-      writeBack();
-      return 'lost';
     }
     const records: SharedRecord<T>[] = [];
     let unreadable = 0;

@@ -102,6 +102,62 @@ describe('in Redis', () => {
     expect(ahead.records().map((r) => r.value)).toEqual(['newer']);
   });
 
+  /** Redis loses the list (as a restart without persistence does): its three keys are gone. */
+  async function loseList(name: string): Promise<void> {
+    const peek = new Redis(redis.url);
+    try {
+      await peek.del(`sl:{list:${name}}`, `sl:{list:${name}}:exp`, `sl:{list:${name}}:ver`);
+    } finally {
+      peek.disconnect();
+    }
+  }
+
+  async function storedIds(name: string): Promise<string[]> {
+    const peek = new Redis(redis.url);
+    try {
+      return Object.keys(await peek.hgetall(`sl:{list:${name}}`)).sort();
+    } finally {
+      peek.disconnect();
+    }
+  }
+
+  // A host whose last contact with the list before the loss was a write of its own
+  // (it had read "no list" before it) must notice the loss too, on its next write
+  // or read, and write back what it knew (found by redis-blocks.test.ts under load).
+  test('Redis loses the list after this host wrote to it: its next write writes back what it knew, and the other host reads it', async () => {
+    const writer = await host('lost-write', () => 1000);
+    const reader = await host('lost-write', () => 1000);
+    expect(await writer.put('x', 'before the loss', undefined)).toBe('stored');
+    expect(await reader.sync()).toBe(true);
+    expect(reader.records().map((r) => r.id)).toEqual(['x']);
+    await loseList('lost-write');
+
+    expect(await writer.put('y', 'after the loss', undefined)).toBe('stored');
+    expect(await storedIds('lost-write')).toEqual(['x', 'y']);
+    expect(writer.records().map((r) => r.id).sort()).toEqual(['x', 'y']);
+    expect(await reader.sync()).toBe(true);
+    expect(reader.records().map((r) => r.id).sort()).toEqual(['x', 'y']);
+    expect(logs.some((l) => l['msg'] === 'shared list: redis came back without the list; writing back the records this host knew' && l['records'] === 1)).toBe(true);
+  });
+
+  test('Redis loses the list after this host wrote to it: its next read writes back what it knew', async () => {
+    const writer = await host('lost-read', () => 1000);
+    expect(await writer.put('x', 'before the loss', undefined)).toBe('stored');
+    await loseList('lost-read');
+    expect(await writer.sync()).toBe(true);
+    expect(writer.records().map((r) => r.id)).toEqual(['x']);
+    expect(await storedIds('lost-read')).toEqual(['x']);
+  });
+
+  test('a host that never saw a list writes the first record without writing anything back', async () => {
+    const first = await host('fresh', () => 1000);
+    const before = logs.length;
+    expect(await first.put('x', 'first', undefined)).toBe('stored');
+    expect(await first.sync()).toBe(true);
+    expect(await storedIds('fresh')).toEqual(['x']);
+    expect(logs.slice(before).some((l) => String(l['msg']).includes('writing back'))).toBe(false);
+  });
+
   test('a record this version cannot read is skipped and reported', async () => {
     const peek = new Redis(redis.url);
     try {
