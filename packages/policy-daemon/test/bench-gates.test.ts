@@ -11,13 +11,20 @@ import { join } from 'node:path';
 const ROOT = join(__dirname, '..', '..', '..');
 const GATE = join(ROOT, 'bench/lib/instruction-gate.mjs');
 
-/** Run `body` (an ES module body with the gate's exports in scope) in a fresh Node.js; its JSON output. */
-function inGate(body: string): unknown {
-  const source = `import * as gate from ${JSON.stringify(GATE)};\n${body}`;
+/**
+ * Run `body` in a fresh Node.js as an ES module with `module` (a bench/lib file) imported
+ * as `name`; what it writes to stdout, parsed as JSON. The bench code is ESM (.mjs), which
+ * this CommonJS test cannot import itself.
+ */
+function inModule(module: string, name: string, body: string): unknown {
+  const source = `import * as ${name} from ${JSON.stringify(module)};\n${body}`;
   const run = spawnSync(process.execPath, ['--input-type=module', '-e', source], { encoding: 'utf8', timeout: 30_000 });
   if (run.status !== 0) throw new Error(`node exited ${run.status}: ${run.stderr}`);
   return JSON.parse(run.stdout);
 }
+
+/** `body` with bench/lib/instruction-gate.mjs as `gate`. */
+const inGate = (body: string): unknown => inModule(GATE, 'gate', body);
 
 const baseline = {
   node: process.version,
@@ -211,13 +218,12 @@ describe('bench/run.mjs --check: the memory target', () => {
         { distinct: 'random', maxKeys: 250_000, finalRssMiB: 200, ...flood },
       ],
     };
-    const source = `import * as report from ${JSON.stringify(REPORT)};
-const verdicts = report.targetVerdicts(${JSON.stringify(results)});
-const status = report.targetGate(verdicts, () => {});
-process.stdout.write(JSON.stringify({ met: verdicts[0]?.met ?? null, status }));`;
-    const run = spawnSync(process.execPath, ['--input-type=module', '-e', source], { encoding: 'utf8', timeout: 30_000 });
-    if (run.status !== 0) throw new Error(`node exited ${run.status}: ${run.stderr}`);
-    const out = JSON.parse(run.stdout) as { met: boolean | null; status: number };
+    const out = inModule(
+      REPORT,
+      'report',
+      `const verdicts = report.targetVerdicts(${JSON.stringify(results)});
+process.stdout.write(JSON.stringify({ met: verdicts[0]?.met ?? null, status: report.targetGate(verdicts, () => {}) }));`,
+    ) as { met: boolean | null; status: number };
     return { met: out.met ?? undefined, status: out.status };
   }
 
