@@ -31,8 +31,8 @@
 // tolerance (default 8 %: repeat runs of one build differ by up to ~5 %),
 // 1 if a protocol is slower than that, 2 if it cannot judge (a baseline of
 // another Node.js version, architecture or N, packages not rebuilt since their
-// sources changed, a protocol without a baseline figure, a bad option). All of
-// these are found before anything is counted. Counted faster by
+// sources changed, a protocol without a baseline figure, a bad option, no
+// valgrind). All of these are found before anything is counted. Counted faster by
 // more than the tolerance: say so, and keep the gain with --write-baseline.
 // --write-baseline counts Levee and the floor and writes the baseline file
 // (with the commit it was counted at); commit it with the change it measures.
@@ -100,8 +100,8 @@ const VALGRIND = '/usr/bin/valgrind';
 try {
   execFileSync(VALGRIND, ['--version'], { stdio: 'ignore' });
 } catch {
-  process.stderr.write(`${VALGRIND} is missing: scripts/install-bench-deps.sh installs it\n`);
-  process.exit(1);
+  // Exit 2, not 1: for --check, 1 means "slower than the baseline".
+  cannotJudge(`${VALGRIND} is missing: scripts/install-bench-deps.sh installs it`);
 }
 
 const tmpDir = mkdtempSync(path.join(os.tmpdir(), 'levee-instructions-'));

@@ -87,7 +87,8 @@ const floodRequests = opt['flood-requests'] ?? (opt.quick ? '200000' : '1500000'
 
 if (!existsSync(CLI)) {
   process.stderr.write(`${CLI} is missing: build first (npx --yes pnpm@10.34.9 build)\n`);
-  process.exit(1);
+  // With --check, 1 would read as "a target was missed".
+  process.exit(opt.check ? 2 : 1);
 }
 
 // ---- scenarios -------------------------------------------------------------
