@@ -74,7 +74,10 @@ if (opt.help) {
 }
 const tolerance = Number(opt.tolerance);
 if (!Number.isFinite(tolerance) || tolerance < 0) cannotJudge(`--tolerance ${JSON.stringify(opt.tolerance)}: a percentage >= 0 expected`);
-const unknownPart = opt.only.split(',').find((kind) => kind !== 'policy' && kind !== 'milter');
+/** The protocols to count, and N (requests or messages) for each. */
+const parts = opt.only.split(',');
+const countOf = (kind) => Number(kind === 'policy' ? opt.requests : opt.messages);
+const unknownPart = parts.find((kind) => kind !== 'policy' && kind !== 'milter');
 if (unknownPart !== undefined) cannotJudge(`--only: unknown part ${JSON.stringify(unknownPart)} (policy, milter)`);
 for (const name of ['requests', 'messages']) {
   if (!/^[1-9][0-9]*$/.test(opt[name])) cannotJudge(`--${name} ${JSON.stringify(opt[name])}: a whole number > 0 expected`);
@@ -88,7 +91,7 @@ if (opt.check) {
   } catch (error) {
     cannotJudge(`cannot read the baseline ${path.relative(ROOT, baselineFile)}: ${error.message} (write one with --write-baseline at the commit to compare against)`);
   }
-  const planned = opt.only.split(',').map((kind) => ({ kind, n: Number(kind === 'policy' ? opt.requests : opt.messages) }));
+  const planned = parts.map((kind) => ({ kind, n: countOf(kind) }));
   const mismatch = baselineMismatch(baseline, { node: process.version, arch: process.arch }) ?? baselineGaps(baseline, planned);
   if (mismatch !== undefined) cannotJudge(`${path.relative(ROOT, baselineFile)} cannot judge this run: ${mismatch}. Count a baseline on this machine at the commit to compare against (--write-baseline), then --check the change.`);
 }
@@ -177,8 +180,8 @@ function servers(kind) {
 
 const started = new Date();
 const results = [];
-for (const kind of opt.only.split(',')) {
-  const n = Number(kind === 'policy' ? opt.requests : opt.messages);
+for (const kind of parts) {
+  const n = countOf(kind);
   const unit = kind === 'policy' ? 'request' : 'message';
   const row = { kind, unit, n };
   for (const [name, make] of servers(kind)) {

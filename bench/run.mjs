@@ -303,7 +303,6 @@ const COMPETITORS = {
     program: '/usr/bin/rspamd',
     install: 'rspamd',
     rules: path.join(ROOT, 'bench/config/rspamd'),
-    needsRedis: true,
     prepare(dir, port, redisUrl) {
       const redis = new URL(redisUrl);
       for (const file of readdirSync(COMPETITORS.rspamd.rules)) {
@@ -343,7 +342,6 @@ function referenceServerCommand(name) {
   const competitor = COMPETITORS[name];
   if (competitor !== undefined) {
     if (!existsSync(competitor.program)) return { skipped: `${competitor.program} is missing (Debian package ${competitor.install}: scripts/install-bench-deps.sh)` };
-    if (competitor.needsRedis && !existsSync(REDIS_SERVER)) return { skipped: `${REDIS_SERVER} is missing (scripts/install-bench-deps.sh)` };
     return { command: competitor.program, args: competitor.args, competitor };
   }
   const binary = referenceServerBinary(name);
