@@ -42,7 +42,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { CLI, configText, freePort, printUsage, ROOT, runNode, waitForPort } from './lib/daemon-config.mjs';
+import { CLI, configText, freePort, measuredCommit, printUsage, ROOT, runNode, waitForPort } from './lib/daemon-config.mjs';
 import { baselineGaps, baselineMismatch, compareInstructions, DEFAULT_TOLERANCE_PERCENT, formatComparison, stalePackages } from './lib/instruction-gate.mjs';
 
 /** Stop before counting: a wrong invocation should not cost a quarter of an hour of valgrind first. */
@@ -208,17 +208,7 @@ if (!opt.check) {
   process.stderr.write(`results: ${path.relative(ROOT, outFile)}\n`);
 }
 if (opt['write-baseline']) {
-  let commit = 'unknown';
-  try {
-    commit = execFileSync('git', ['-C', ROOT, 'rev-parse', 'HEAD'], { encoding: 'utf8' }).trim();
-    // What is counted: the packages and the dependencies as installed (lockfile, patches).
-    const counted = ['packages', 'pnpm-lock.yaml', 'pnpm-workspace.yaml', 'patches'];
-    if (execFileSync('git', ['-C', ROOT, 'status', '--porcelain', '--untracked-files=no', '--', ...counted], { encoding: 'utf8' }).trim() !== '') {
-      commit += ' (with uncommitted changes to packages/ or the dependencies)';
-    }
-  } catch {
-    // Not a git checkout: the commit stays unknown.
-  }
+  const commit = measuredCommit();
   writeFileSync(baselineFile, `${JSON.stringify({ ...report, arch: process.arch, commit }, null, 2)}\n`);
   process.stderr.write(`baseline: ${path.relative(ROOT, baselineFile)}\n`);
 }

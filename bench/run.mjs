@@ -53,7 +53,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createMilterClient } from '../packages/milter-proto/dist/index.js';
 import { descendants, median, memoryKiB, processStart, sleep, treeMemoryKiB } from './lib/common.mjs';
-import { CLI, configText, freePort, printUsage, ROOT, runNode, waitForPort } from './lib/daemon-config.mjs';
+import { CLI, configText, freePort, measuredCommit, printUsage, ROOT, runNode, waitForPort } from './lib/daemon-config.mjs';
 import { renderResults, targetGate, targetVerdicts } from './lib/report.mjs';
 
 
@@ -692,7 +692,7 @@ const machine = {
 };
 process.stderr.write(`levee bench: ${machine.nproc} CPUs (${machine.cpuModel}), node ${machine.node}; ${runs} run(s) of ${duration}s (+${warmup}s warm-up) per scenario\n`);
 
-const results = { date: started.toISOString(), label: opt.label, machine, settings: { runs, duration, warmup }, scenarios: [], memory: [], micro: undefined };
+const results = { date: started.toISOString(), label: opt.label, commit: measuredCommit(), machine, settings: { runs, duration, warmup }, scenarios: [], memory: [], micro: undefined };
 const selected = SCENARIOS.filter((s) => only.has(s.kind) && (opt.scenario === undefined || opt.scenario.split(',').some((part) => s.name.includes(part))));
 // Round by round: run 1 of every scenario, then run 2 of every scenario, ... so that a
 // stretch of a busy host falls on every scenario alike, not on one, when they are compared.

@@ -2,7 +2,7 @@
 // daemon: free loopback ports, the generated Levee configuration
 // (bench/config/*.yaml), waiting for a listener, running a load generator,
 // and a script's usage from its header comment.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -11,6 +11,22 @@ import { fileURLToPath } from 'node:url';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 /** The daemon the benchmarks run: the built CLI. */
 export const CLI = path.join(ROOT, 'packages/policy-daemon/dist/cli.js');
+
+/**
+ * The commit whose code a run measures: `git rev-parse HEAD`, with a note when
+ * the packages or the installed dependencies (lockfile, patches) differ from
+ * it; 'unknown' outside a git checkout.
+ */
+export function measuredCommit() {
+  try {
+    const commit = execFileSync('git', ['-C', ROOT, 'rev-parse', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const measured = ['packages', 'pnpm-lock.yaml', 'pnpm-workspace.yaml', 'patches'];
+    const changed = execFileSync('git', ['-C', ROOT, 'status', '--porcelain', '--untracked-files=no', '--', ...measured], { encoding: 'utf8' }).trim() !== '';
+    return changed ? `${commit} (with uncommitted changes to packages/ or the dependencies)` : commit;
+  } catch {
+    return 'unknown';
+  }
+}
 
 /** A TCP port free on 127.0.0.1 right now. */
 export function freePort() {

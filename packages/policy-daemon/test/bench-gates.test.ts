@@ -244,3 +244,30 @@ process.stdout.write(JSON.stringify({ met: verdicts[0]?.met ?? null, status: rep
     expect(judge({ keys: 100_000, peakRssMiB: 120 }, { keys: 200_000, peakRssMiB: 200 })).toEqual({ met: undefined, status: 2 });
   });
 });
+
+describe('bench results: which code was measured', () => {
+  const REPORT = join(ROOT, 'bench/lib/report.mjs');
+  const DAEMON_CONFIG = join(ROOT, 'bench/lib/daemon-config.mjs');
+
+  it('measuredCommit names the checked-out commit', () => {
+    const head = spawnSync('git', ['-C', ROOT, 'rev-parse', 'HEAD'], { encoding: 'utf8' }).stdout.trim();
+    expect(head).toMatch(/^[0-9a-f]{40}$/);
+    const commit = inModule(DAEMON_CONFIG, 'config', 'process.stdout.write(JSON.stringify(config.measuredCommit()));') as string;
+    expect(commit.slice(0, 40)).toBe(head);
+  });
+
+  it('the results header says the commit when the run recorded one, and says nothing of it otherwise (older files)', () => {
+    const results = {
+      date: '2026-12-02T10:45:49.467Z',
+      machine: { nproc: 2, cpuModel: 'Intel(R) Xeon(R) Processor', memTotalMiB: 24_105, node: 'v20.20.2', kernel: '6.18' },
+      settings: { runs: 3, duration: 10, warmup: 2 },
+      scenarios: [],
+      memory: [],
+    };
+    const header = (r: object): string =>
+      inModule(REPORT, 'report', `process.stdout.write(JSON.stringify(report.renderResults(${JSON.stringify(r)}, 'x.json').split('\\n')[0]));`) as string;
+    expect(header({ ...results, commit: 'a926a7d' })).toContain('(2026-12-02T10:45:49.467Z, commit a926a7d): 2 CPUs (Intel(R) Xeon(R) Processor)');
+    expect(header(results)).toContain('(2026-12-02T10:45:49.467Z): 2 CPUs');
+    expect(header(results)).not.toContain('commit');
+  });
+});
