@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import { createCircuitBreaker } from '../src/circuit-breaker.js';
 import { createFallbackStore } from '../src/fallback-store.js';
 import { createMemoryStore } from '../src/memory-store.js';
-import { createRedisStore, decodeCounterValue, COUNT_MANY_SCRIPT, COUNT_SCRIPT, MAX_COUNTERS_PER_CALL } from '../src/redis-store.js';
+import { countStep, createRedisStore, decodeCounterValue, COUNT_MANY_SCRIPT, COUNT_SCRIPT, MAX_COUNTERS_PER_CALL } from '../src/redis-store.js';
 import { describeCounterStoreContract } from './support/counter-store-contract.js';
 import { startRedis, type RedisInstance } from './support/redis.js';
 
@@ -106,6 +106,21 @@ describe('redis data model', () => {
       expect(script).toMatch(/redis\.call\('SET', key, struct\.pack\([^\n]*\), 'PX', ttl\)/);
       expect(script).not.toMatch(/'INCR'|'EXPIRE'|'PEXPIRE'/);
     }
+  });
+
+  test('the batched call packs the step of each counter into one argument, and refuses steps that do not pair up with the keys, counting nothing', async () => {
+    expect(countStep({ key: 'k', amount: 3, window: w }, t0)).toBe('340000000 3 60000/12 12 120000;');
+    expect(countStep({ key: 'k', amount: 0.5, window: w }, Number.NaN)).toBe(' 0 60000/12 12 120000;');
+    const steps = countStep({ key: 'a', amount: 2, window: w }, t0) + countStep({ key: 'b', amount: 5, window: w }, t0);
+    expect(await client.eval(COUNT_MANY_SCRIPT, 2, 'pack:{a}', 'pack:{b}', steps)).toEqual([2, 5]);
+    for (const [keys, packed] of [
+      [['pack:{c}', 'pack:{d}'], countStep({ key: 'c', amount: 1, window: w }, t0)], // one step for two keys
+      [['pack:{c}'], steps], // two steps for one key
+      [['pack:{c}'], '340000000 1 60000/12 12;'], // a step without its TTL
+    ] as const) {
+      await expect(client.eval(COUNT_MANY_SCRIPT, keys.length, ...keys, packed)).rejects.toThrow(/levee: \d+ counter steps for \d+ keys/);
+    }
+    expect((await client.keys('pack:*')).sort()).toEqual(['pack:{a}', 'pack:{b}']);
   });
 
   test('every count sets the expiry again; a read that changes nothing writes nothing; a read of a new counter creates it', async () => {
