@@ -690,10 +690,10 @@ const machine = {
   node: process.version,
   kernel: os.release(),
 };
-process.stderr.write(`levee bench: ${machine.nproc} CPUs (${machine.cpuModel}), node ${machine.node}; ${runs} run(s) of ${duration}s (+${warmup}s warm-up) per scenario\n`);
-
 const results = { date: started.toISOString(), label: opt.label, commit: measuredCommit(), machine, settings: { runs, duration, warmup }, scenarios: [], memory: [], micro: undefined };
 const selected = SCENARIOS.filter((s) => only.has(s.kind) && (opt.scenario === undefined || opt.scenario.split(',').some((part) => s.name.includes(part))));
+const runsText = selected.length === 0 ? '' : `; ${runs} run(s) of ${duration}s (+${warmup}s warm-up) per scenario`;
+process.stderr.write(`levee bench: ${machine.nproc} CPUs (${machine.cpuModel}), node ${machine.node}${runsText}\n`);
 // Round by round: run 1 of every scenario, then run 2 of every scenario, ... so that a
 // stretch of a busy host falls on every scenario alike, not on one, when they are compared.
 const servers = new Map(selected.map((s) => [s.name, serverOf(s)]));

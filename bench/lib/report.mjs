@@ -117,7 +117,7 @@ export function targetGate(verdicts, print) {
 export function renderResults(results, file) {
   const lines = [];
   const m = results.machine;
-  lines.push(`Results of \`${file}\` (${results.date}${results.label ? `, ${results.label}` : ''}${results.commit ? `, commit ${results.commit}` : ''}): ${m.nproc} CPUs (${m.cpuModel}), ${f(m.memTotalMiB)} MiB, Node ${m.node}, Linux ${m.kernel}; median of ${results.settings.runs} run(s) of ${results.settings.duration} s after ${results.settings.warmup} s of warm-up; load generator on the same machine.`);
+  lines.push(`Results of \`${file}\` (${results.date}${results.label ? `, ${results.label}` : ''}${results.commit ? `, commit ${results.commit}` : ''}): ${m.nproc} CPUs (${m.cpuModel}), ${f(m.memTotalMiB)} MiB, Node ${m.node}, Linux ${m.kernel}${results.scenarios.length === 0 ? '' : `; median of ${results.settings.runs} run(s) of ${results.settings.duration} s after ${results.settings.warmup} s of warm-up`}; load generator on the same machine.`);
   lines.push('');
   lines.push('#### Targets');
   lines.push('');

@@ -248,6 +248,17 @@ process.stdout.write(JSON.stringify({ met: verdicts[0]?.met ?? null, status: rep
 describe('bench results: which code was measured', () => {
   const REPORT = join(ROOT, 'bench/lib/report.mjs');
   const DAEMON_CONFIG = join(ROOT, 'bench/lib/daemon-config.mjs');
+  /** A run that measured no scenario (memory only), as results files hold it. */
+  const results = {
+    date: '2026-12-02T10:45:49.467Z',
+    machine: { nproc: 2, cpuModel: 'Intel(R) Xeon(R) Processor', memTotalMiB: 24_105, node: 'v20.20.2', kernel: '6.18' },
+    settings: { runs: 3, duration: 10, warmup: 2 },
+    scenarios: [] as object[],
+    memory: [],
+  };
+  /** The first line renderResults writes for `run`: the header. */
+  const header = (run: object): string =>
+    inModule(REPORT, 'report', `process.stdout.write(JSON.stringify(report.renderResults(${JSON.stringify(run)}, 'x.json').split('\\n')[0]));`) as string;
 
   it('measuredCommit names the checked-out commit', () => {
     const head = spawnSync('git', ['-C', ROOT, 'rev-parse', 'HEAD'], { encoding: 'utf8' }).stdout.trim();
@@ -257,17 +268,15 @@ describe('bench results: which code was measured', () => {
   });
 
   it('the results header says the commit when the run recorded one, and says nothing of it otherwise (older files)', () => {
-    const results = {
-      date: '2026-12-02T10:45:49.467Z',
-      machine: { nproc: 2, cpuModel: 'Intel(R) Xeon(R) Processor', memTotalMiB: 24_105, node: 'v20.20.2', kernel: '6.18' },
-      settings: { runs: 3, duration: 10, warmup: 2 },
-      scenarios: [],
-      memory: [],
-    };
-    const header = (r: object): string =>
-      inModule(REPORT, 'report', `process.stdout.write(JSON.stringify(report.renderResults(${JSON.stringify(r)}, 'x.json').split('\\n')[0]));`) as string;
     expect(header({ ...results, commit: 'a926a7d' })).toContain('(2026-12-02T10:45:49.467Z, commit a926a7d): 2 CPUs (Intel(R) Xeon(R) Processor)');
     expect(header(results)).toContain('(2026-12-02T10:45:49.467Z): 2 CPUs');
     expect(header(results)).not.toContain('commit');
+  });
+
+  it('the header gives runs and durations only for a run that measured scenarios (a memory-only --check run has none)', () => {
+    expect(header(results)).not.toContain('run(s)');
+    const median = { throughput: 1000, p50: 0.1, p99: 0.4, p999: 1, errors: 0, cpuUsPerUnit: 20, daemonCpuShare: 1, peakRssMiB: 200 };
+    const scenario = { name: 'policy-c8-d1M', kind: 'policy', connections: 8, distinct: '1M', runs: 3, median, perRun: [] };
+    expect(header({ ...results, scenarios: [scenario] })).toContain('; median of 3 run(s) of 10 s after 2 s of warm-up;');
   });
 });
