@@ -42,7 +42,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { CLI, configText, freePort, measuredCommit, printUsage, ROOT, runNode, waitForPort } from './lib/daemon-config.mjs';
+import { CLI, configText, daemonPorts, freePort, measuredCommit, printUsage, ROOT, runNode, waitForPort } from './lib/daemon-config.mjs';
 import { baselineGaps, baselineMismatch, compareInstructions, DEFAULT_TOLERANCE_PERCENT, formatComparison, stalePackages } from './lib/instruction-gate.mjs';
 
 /** Stop before counting: a wrong invocation should not cost a quarter of an hour of valgrind first. */
@@ -160,7 +160,7 @@ const drivers = {
 /** The two servers of a protocol, each made per run: Levee with the benchmark's config, and the Node.js floor. */
 function servers(kind) {
   const levee = async (label) => {
-    const ports = { policyPort: await freePort(), milterPort: await freePort(), metricsPort: await freePort() };
+    const ports = await daemonPorts();
     const file = path.join(tmpDir, `${label}.yaml`);
     writeFileSync(file, configText({ ...ports, maxKeys: 1_000_000, logLevel: 'warn', milterRules: kind === 'milter' }));
     return { args: [CLI, 'run', '--config', file, '--log-level', 'warn'], port: kind === 'policy' ? ports.policyPort : ports.milterPort };

@@ -53,7 +53,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createMilterClient } from '../packages/milter-proto/dist/index.js';
 import { descendants, median, memoryKiB, processStart, sleep, treeMemoryKiB } from './lib/common.mjs';
-import { CLI, configText, freePort, measuredCommit, printUsage, ROOT, runNode, waitForPort } from './lib/daemon-config.mjs';
+import { CLI, configText, daemonPorts, freePort, measuredCommit, printUsage, ROOT, runNode, waitForPort } from './lib/daemon-config.mjs';
 import { renderResults, targetGate, targetVerdicts } from './lib/report.mjs';
 
 
@@ -530,7 +530,7 @@ function policyAction(port, attributes) {
  * the daemon pays for serialising and write(2), not a reader such as journald.
  */
 async function startDaemon({ maxKeys = 1_000_000, logLevel = 'warn', milterRules = true, redisUrl } = {}) {
-  const ports = { policyPort: await freePort(), milterPort: await freePort(), metricsPort: await freePort() };
+  const ports = await daemonPorts();
   const file = path.join(tmpDir, `levee-${ports.policyPort}.yaml`);
   writeFileSync(file, configText({ ...ports, maxKeys, logLevel, milterRules, redisUrl }));
   const child = spawn(process.execPath, [CLI, 'run', '--config', file, '--log-level', logLevel], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -540,7 +540,7 @@ async function startDaemon({ maxKeys = 1_000_000, logLevel = 'warn', milterRules
   child.stderr.on('data', (d) => (stderr += d));
   const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   try {
-    await Promise.race([waitForPort(ports.policyPort, 10_000), exited.then((e) => Promise.reject(new Error(`daemon exited ${JSON.stringify(e)}: ${stderr}`)))]);
+    await Promise.race([waitForPort(ports.policyPort, 10_000), exited.then((e) => Promise.reject(new Error(`daemon exited ${JSON.stringify(e)}: ${stderr || 'nothing on stderr (its log, on stdout, is discarded); run it by hand with this config to see why'}`)))]);
     await waitForPort(ports.milterPort, 10_000);
   } catch (error) {
     child.kill('SIGKILL');

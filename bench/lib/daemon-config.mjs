@@ -28,16 +28,39 @@ export function measuredCommit() {
   }
 }
 
+/**
+ * `count` distinct TCP ports free on 127.0.0.1 right now. They are held open
+ * together until each has its number: one listen(0) after another closes may
+ * be given the same port again, and a daemon whose policy and milter
+ * listeners share a port does not start (seen once in a full run: exit 78).
+ */
+export async function freePorts(count) {
+  const servers = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const server = net.createServer();
+      servers.push(server);
+      await new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(0, '127.0.0.1', resolve);
+      });
+    }
+    return servers.map((server) => server.address().port);
+  } finally {
+    await Promise.all(servers.map((server) => new Promise((resolve) => server.close(() => resolve()))));
+  }
+}
+
 /** A TCP port free on 127.0.0.1 right now. */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
+export async function freePort() {
+  const [port] = await freePorts(1);
+  return port;
+}
+
+/** The three ports of a benchmark daemon (configText), distinct. */
+export async function daemonPorts() {
+  const [policyPort, milterPort, metricsPort] = await freePorts(3);
+  return { policyPort, milterPort, metricsPort };
 }
 
 /** The benchmark's Levee configuration: base.yaml with its ports and limits filled in, rules-common.yaml (+ milter-extra.yaml). */

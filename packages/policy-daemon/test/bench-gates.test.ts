@@ -260,6 +260,20 @@ describe('bench results: which code was measured', () => {
   const header = (run: object): string =>
     inModule(REPORT, 'report', `process.stdout.write(JSON.stringify(report.renderResults(${JSON.stringify(run)}, 'x.json').split('\\n')[0]));`) as string;
 
+  it('freePorts gives distinct loopback ports that are free, and daemonPorts one for each listener', () => {
+    const ports = inModule(
+      DAEMON_CONFIG,
+      'config',
+      `const many = await config.freePorts(16);
+const net = await import('node:net');
+for (const port of many) await new Promise((resolve, reject) => { const s = net.createServer(); s.once('error', reject); s.listen(port, '127.0.0.1', () => s.close(resolve)); });
+process.stdout.write(JSON.stringify({ many, daemon: await config.daemonPorts() }));`,
+    ) as { many: number[]; daemon: Record<string, number> };
+    expect(new Set(ports.many).size).toBe(16);
+    expect(Object.keys(ports.daemon).sort()).toEqual(['metricsPort', 'milterPort', 'policyPort']);
+    expect(new Set(Object.values(ports.daemon)).size).toBe(3);
+  });
+
   it('measuredCommit names the checked-out commit', () => {
     const head = spawnSync('git', ['-C', ROOT, 'rev-parse', 'HEAD'], { encoding: 'utf8' }).stdout.trim();
     expect(head).toMatch(/^[0-9a-f]{40}$/);

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { createMilterClient } from '@levee/milter-proto';
 import { CLI, startCli, type RunningCli } from './support/cli.js';
 import { askOnce, rcptRequest, startTestDaemon } from './support/daemon.js';
-import { tryListen, unshareBinary } from './support/process-tools.js';
+import { freeLoopbackPortPair, unshareBinary } from './support/process-tools.js';
 
 jest.setTimeout(60_000);
 
@@ -31,13 +31,6 @@ afterEach(async () => {
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-async function freePort(): Promise<number> {
-  const port = await tryListen('127.0.0.1', 0);
-  if (port === undefined) throw new Error('no free loopback port');
-  return port;
-}
-
-
 /** The value of one metric sample (0 when absent). */
 async function metric(port: number, sample: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
@@ -56,7 +49,7 @@ describe('SIGHUP with a broken config file: the running config keeps serving', (
   const FAILED = 'levee_config_reloads_total{outcome="failed"}';
 
   test('removed, unreadable (mode 000 for nobody), or with a regex that backtracks catastrophically', async () => {
-    const [policy, metrics] = [await freePort(), await freePort()];
+    const [policy, metrics] = await freeLoopbackPortPair();
     const file = join(dir, 'reload.yaml');
     writeFileSync(file, listenConfig(policy, metrics) + blockRule('one.example'), { mode: 0o644 });
     levee = await startCli(['run', '--config', file], { uid: NOBODY, gid: NOBODY });
@@ -107,7 +100,7 @@ describe('SIGHUP with a broken config file: the running config keeps serving', (
 
 describe('disk full under counters.snapshot', () => {
   test('requests are still answered; each failed snapshot is logged (ENOSPC) and counted', async () => {
-    const [policy, metrics] = [await freePort(), await freePort()];
+    const [policy, metrics] = await freeLoopbackPortPair();
     const snapshots = join(dir, 'full');
     mkdirSync(snapshots);
     const snapshot = join(snapshots, 'counters.jsonl');

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { createMilterClient, createPolicyClient, type MilterClient, type PolicyClient } from '@levee/milter-proto';
 import { rcptRequest } from './support/daemon.js';
 import { CLI } from './support/cli.js';
-import { alive, tryListen, waitUntil } from './support/process-tools.js';
+import { alive, freeLoopbackPortPair, waitUntil } from './support/process-tools.js';
 
 jest.setTimeout(60_000);
 
@@ -42,12 +42,6 @@ afterEach(() => {
   child = undefined;
   output = '';
 });
-
-async function freePort(): Promise<number> {
-  const port = await tryListen('127.0.0.1', 0);
-  if (port === undefined) throw new Error('no free loopback port');
-  return port;
-}
 
 function open(port: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
@@ -115,8 +109,7 @@ async function milterSession(port: number, sender: string): Promise<{ client: Mi
 }
 
 test('SIGTERM under load: in-flight requests answered, idle connections closed, new ones refused, exit 0', async () => {
-  const policyPort = await freePort();
-  const milterPort = await freePort();
+  const [policyPort, milterPort] = await freeLoopbackPortPair();
   const file = join(dir, 'levee.yaml');
   writeFileSync(
     file,

@@ -27,7 +27,7 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { createServer } from 'node:net';
+import { createServer, type Server } from 'node:net';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -123,6 +123,40 @@ export function tryListen(host: string, port: number): Promise<number | undefine
       srv.close(() => resolve(got));
     });
   });
+}
+
+/**
+ * `count` distinct loopback ports free right now, held open together until
+ * each has its number: tryListen(host, 0) after another closed may be given
+ * the same port again, and a daemon whose two listeners share a port does not
+ * start.
+ */
+async function freeLoopbackPorts(count: number): Promise<number[]> {
+  const servers: Server[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const server = createServer();
+      servers.push(server);
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen({ host: '127.0.0.1', port: 0, exclusive: true }, resolve);
+      });
+    }
+    return servers.map((server) => {
+      const addr = server.address();
+      if (typeof addr !== 'object' || addr === null) throw new Error('no port for a loopback listener');
+      return addr.port;
+    });
+  } finally {
+    await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+  }
+}
+
+/** Two distinct free loopback ports (freeLoopbackPorts), e.g. a daemon's policy and metrics listeners. */
+export async function freeLoopbackPortPair(): Promise<[number, number]> {
+  const [first, second] = await freeLoopbackPorts(2);
+  if (first === undefined || second === undefined) throw new Error('no free loopback ports');
+  return [first, second];
 }
 
 /** The lock file that reserves `port` for a harness of the given kind. */
