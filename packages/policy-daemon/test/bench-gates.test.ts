@@ -10,6 +10,8 @@ import { join } from 'node:path';
 
 const ROOT = join(__dirname, '..', '..', '..');
 const GATE = join(ROOT, 'bench/lib/instruction-gate.mjs');
+const REPORT = join(ROOT, 'bench/lib/report.mjs');
+const DAEMON_CONFIG = join(ROOT, 'bench/lib/daemon-config.mjs');
 
 /**
  * Run `body` in a fresh Node.js as an ES module with `module` (a bench/lib file) imported
@@ -208,7 +210,6 @@ describe('bench/instructions.mjs --check: refusals before counting', () => {
 });
 
 describe('bench/run.mjs --check: the memory target', () => {
-  const REPORT = join(ROOT, 'bench/lib/report.mjs');
   /** targetVerdicts' memory verdict and targetGate's exit status for a run with these memory figures. */
   function judge(oneMillion: { keys: number; peakRssMiB: number }, flood: { keys: number; peakRssMiB: number }): { met: boolean | undefined; status: number } {
     const results = {
@@ -245,9 +246,7 @@ process.stdout.write(JSON.stringify({ met: verdicts[0]?.met ?? null, status: rep
   });
 });
 
-describe('bench results: which code was measured', () => {
-  const REPORT = join(ROOT, 'bench/lib/report.mjs');
-  const DAEMON_CONFIG = join(ROOT, 'bench/lib/daemon-config.mjs');
+describe('bench/lib: free ports, the commit measured, the results header', () => {
   /** A run that measured no scenario (memory only), as results files hold it. */
   const results = {
     date: '2026-12-02T10:45:49.467Z',
